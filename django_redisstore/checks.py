@@ -1,0 +1,119 @@
+"""System checks: misconfiguration is reported by ``manage.py check`` before the first request.
+
+Ids are stable: ``django_redisstore.E001``... for errors, ``...W001``... for warnings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from redis.connection import parse_url
+
+from .conf import conf
+
+ENGINE = "django_redisstore.session"
+_REDIS_CACHE_BACKENDS = (
+    "django_redis.cache.RedisCache",
+    "django.core.cache.backends.redis.RedisCache",
+)
+
+
+def _engine_in_use() -> bool:
+    return getattr(settings, "SESSION_ENGINE", "") == ENGINE
+
+
+def _database(url: str) -> tuple[Any, ...] | None:
+    """(host, port, db) or (path, db) of a Redis URL; None when it does not parse."""
+    try:
+        kwargs = parse_url(url)
+    except ValueError:
+        return None
+    db = int(kwargs.get("db", 0) or 0)
+    if "path" in kwargs:
+        return (kwargs["path"], db)
+    return (kwargs.get("host", "localhost"), int(kwargs.get("port", 6379) or 6379), db)
+
+
+def _locations(cache: dict[str, Any]) -> list[str]:
+    location = cache.get("LOCATION", [])
+    if isinstance(location, str):
+        location = location.split(",")
+    return [loc.strip() for loc in location if loc.strip()]
+
+
+def check_connection(**kwargs: Any) -> list[CheckMessage]:
+    if not _engine_in_use():
+        return []
+    url, alias = conf.URL, conf.CACHE_ALIAS
+    caches: dict[str, dict[str, Any]] = getattr(settings, "CACHES", {})
+    if not url and not alias:
+        return [
+            Error(
+                "The Redis session engine has no connection configured.",
+                hint="Set REDISSTORE_URL (for example 'redis://127.0.0.1:6379/1') or "
+                "REDISSTORE_CACHE_ALIAS (the alias of a django-redis cache).",
+                id="django_redisstore.E001",
+            )
+        ]
+    if url and alias:
+        return [
+            Error(
+                "REDISSTORE_URL and REDISSTORE_CACHE_ALIAS are both set.",
+                hint="Set only one of them: the engine would not know which Redis to use.",
+                id="django_redisstore.E004",
+            )
+        ]
+    if alias:
+        backend = caches.get(alias, {}).get("BACKEND")
+        if backend != "django_redis.cache.RedisCache":
+            found = "no such cache" if alias not in caches else f"its BACKEND is {backend!r}"
+            return [
+                Error(
+                    f"REDISSTORE_CACHE_ALIAS {alias!r} is not a django-redis cache ({found}).",
+                    hint="Name a cache in CACHES whose BACKEND is "
+                    "'django_redis.cache.RedisCache', or set REDISSTORE_URL instead.",
+                    id="django_redisstore.E002",
+                )
+            ]
+        urls = _locations(caches[alias])
+    else:
+        assert url is not None
+        if _database(url) is None:
+            return [
+                Error(
+                    f"REDISSTORE_URL {_without_password(url)!r} is not a valid Redis URL.",
+                    hint="Use redis://[[user]:password@]host[:port][/db], rediss://... for TLS, "
+                    "or unix:///path/to/redis.sock[?db=N].",
+                    id="django_redisstore.E003",
+                )
+            ]
+        urls = [url]
+    ours = {_database(u) for u in urls} - {None}
+    return [
+        Warning(
+            f"Sessions share a Redis database with the cache {name!r}: "
+            "cache.clear() there would sign every user out.",
+            hint="Give the sessions a Redis database of their own (REDISSTORE_URL ending in "
+            "another /db number), or silence django_redisstore.W001 if nothing ever clears "
+            "that cache.",
+            id="django_redisstore.W001",
+        )
+        for name, cache in caches.items()
+        if cache.get("BACKEND") in _REDIS_CACHE_BACKENDS
+        and ours & {_database(u) for u in _locations(cache)}
+    ]
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else url
+
+
+def register_checks() -> None:
+    register(check_connection, "sessions")

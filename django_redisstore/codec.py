@@ -1,0 +1,138 @@
+"""How one session is laid out in its Redis string.
+
+A fixed 34-byte header, then the payload (the output of ``SESSION_SERIALIZER``, compressed when
+large)::
+
+    offset size field
+    0      1    format version (1)
+    1      1    flags: bit 0 set when the payload is zlib-compressed
+    2      4    created: unix time, seconds, big-endian unsigned
+    6      4    saved: unix time of the last write
+    10     4    idle: seconds a read may extend the TTL to when expiry slides (0: it does not)
+    14     4    until: unix time the TTL must never pass (0: no cap)
+    18     16   MAC: HMAC-SHA256 of version, flags, Redis key and payload, truncated to 128 bits
+    34     ...  payload
+
+The Lua scripts in ``scripts`` read ``idle`` and ``until`` and compare the MAC (as the version of
+the record) without decoding anything else. The MAC binds the data to the key it is stored under,
+so a record copied to another key does not verify. ``created``, ``saved``, ``idle`` and ``until``
+are not signed: they only steer the TTL, which anyone who can write to Redis controls anyway.
+
+One string per session is the most compact layout Redis offers (a hash with a field per session
+key turns into a hash table once one value passes 64 bytes), and it keeps every read at one
+command.
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+import zlib
+from dataclasses import dataclass
+
+from . import keys
+
+VERSION = 1
+HEADER = struct.Struct(">BBIIII16s")
+HEADER_SIZE = HEADER.size  # 34
+MAC_OFFSET = 18
+MAC_SIZE = 16
+UNTIL_OFFSET = 14
+FLAG_ZLIB = 0x01
+_U32_MAX = 2**32 - 1
+
+#: Payloads below this size compress with a small window: zlib's set-up cost, not the data,
+#: dominates there (6 us instead of 45 us for a 0.5 KB session, for the same output size).
+_SMALL_PAYLOAD = 4096
+#: A compressed payload never inflates past this many bytes (a guard against zip bombs).
+MAX_PAYLOAD = 64 * 1024 * 1024
+
+
+class InvalidRecord(ValueError):
+    """The bytes under a session's key are not a record this package wrote with a known secret."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """A session record as read from Redis, verified and decompressed."""
+
+    created: int
+    saved: int
+    idle: int
+    until: int
+    mac: bytes
+    payload: bytes
+    size: int
+
+
+def _sign(secret: str, name: str, version_and_flags: bytes, payload: bytes) -> bytes:
+    message = version_and_flags + name.encode() + b"\0" + payload
+    return hmac.digest(keys.mac_key(secret), message, "sha256")[:MAC_SIZE]
+
+
+def _clamp(value: float) -> int:
+    return max(0, min(_U32_MAX, int(value)))
+
+
+def compress(payload: bytes) -> bytes:
+    """Raw deflate of ``payload``; small payloads use a small window for speed."""
+    if len(payload) < _SMALL_PAYLOAD:
+        deflate = zlib.compressobj(1, zlib.DEFLATED, -11, 4)
+    else:
+        deflate = zlib.compressobj(1, zlib.DEFLATED, -15, 8)
+    return deflate.compress(payload) + deflate.flush()
+
+
+def decompress(data: bytes) -> bytes:
+    inflate = zlib.decompressobj(-15)
+    try:
+        payload = inflate.decompress(data, MAX_PAYLOAD)
+    except zlib.error as e:
+        raise InvalidRecord(f"the payload does not decompress: {e}") from e
+    if inflate.unconsumed_tail or not inflate.eof:
+        raise InvalidRecord("the compressed payload is truncated or too large")
+    return payload
+
+
+def pack(
+    name: str,
+    payload: bytes,
+    *,
+    secret: str,
+    created: float,
+    saved: float,
+    idle: int,
+    until: float,
+    compress_min_size: int | None,
+) -> tuple[bytes, bytes]:
+    """The bytes to store under ``name``, and their MAC (the record's version)."""
+    flags = 0
+    if compress_min_size is not None and len(payload) >= compress_min_size:
+        packed = compress(payload)
+        if len(packed) < len(payload):
+            payload, flags = packed, FLAG_ZLIB
+    mac = _sign(secret, name, bytes((VERSION, flags)), payload)
+    header = HEADER.pack(
+        VERSION, flags, _clamp(created), _clamp(saved), _clamp(idle), _clamp(until), mac
+    )
+    return header + payload, mac
+
+
+def unpack(name: str, blob: bytes, secret: str) -> Record:
+    """Verify and decode the bytes stored under ``name``; raise ``InvalidRecord`` if they fail."""
+    if len(blob) < HEADER_SIZE:
+        raise InvalidRecord("the record is shorter than its header")
+    version, flags, created, saved, idle, until, mac = HEADER.unpack_from(blob)
+    if version != VERSION:
+        raise InvalidRecord(f"unknown record format {version}")
+    payload = blob[HEADER_SIZE:]
+    if not hmac.compare_digest(mac, _sign(secret, name, blob[:2], payload)):
+        raise InvalidRecord("the record's signature does not match")
+    if flags & FLAG_ZLIB:
+        payload = decompress(payload)
+    return Record(created, saved, idle, until, mac, payload, len(blob))
+
+
+def version_of(blob: bytes) -> bytes:
+    """The MAC of stored bytes, without verifying them: what a conditional save compares."""
+    return blob[MAC_OFFSET : MAC_OFFSET + MAC_SIZE]

@@ -1,0 +1,15 @@
+"""The exceptions of django-redisstore."""
+
+from __future__ import annotations
+
+
+class RedisStoreError(Exception):
+    """Base class: Redis did not do what the session engine asked of it."""
+
+
+class ConnectionInterrupted(RedisStoreError):
+    """Redis could not be reached, or did not answer in time.
+
+    The message names the Redis address (never its password). The session is neither read as
+    empty nor deleted: the request fails instead of silently signing its user out.
+    """

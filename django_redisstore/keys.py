@@ -1,0 +1,85 @@
+"""Names of the Redis keys this package writes, and the secrets they are derived from.
+
+Two kinds of key, each touched by single-key commands only, so no command ever spans two hash
+slots on Redis Cluster:
+
+``<prefix>:s:<id>``
+    One session: a string (see ``codec``). ``<id>`` is a keyed hash of the session key (the cookie
+    value), so a Redis dump, a replica or ``MONITOR`` output hands out no usable cookie. Each
+    session hashes to its own slot: sessions spread evenly over the primaries of a cluster.
+``<prefix>:u:<user id>``
+    The per-user index: a sorted set of session ids, scored by a time after which the session is
+    certainly gone. It lives in its own slot, apart from the sessions it lists: the engine keeps it
+    with separate single-key commands, sent in the same pipeline as the session's own.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from functools import lru_cache
+
+from django.conf import settings
+
+from .conf import conf
+
+#: Django's session keys are 32 characters of ``[a-z0-9]``; allow some room for other generators.
+_VALID_SESSION_KEY = re.compile(r"[a-z0-9]{8,64}")
+
+_NAME_SALT = "django_redisstore.keys.session-name"
+_MAC_SALT = "django_redisstore.codec.mac"
+
+
+@lru_cache(maxsize=16)
+def _derive(salt: str, secret: str) -> bytes:
+    # Django's salted_hmac derivation (a SHA-256 of salt and secret), cached per secret: it is the
+    # same for every request and would otherwise cost a hash on each.
+    return hashlib.sha256((salt + secret).encode()).digest()
+
+
+def secrets() -> list[str]:
+    """``SECRET_KEY`` first, then ``SECRET_KEY_FALLBACKS`` (rotation keeps sessions readable)."""
+    return [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())]
+
+
+def mac_key(secret: str) -> bytes:
+    """The key that signs stored sessions for ``secret``."""
+    return _derive(_MAC_SALT, secret)
+
+
+def is_valid_session_key(session_key: str | None) -> bool:
+    """True when ``session_key`` can name a session: anything else is not looked up at all."""
+    return session_key is not None and _VALID_SESSION_KEY.fullmatch(session_key) is not None
+
+
+def session_id(session_key: str, secret: str | None = None) -> str:
+    """The hashed id under which the session with the cookie value ``session_key`` is kept."""
+    key = _derive(_NAME_SALT, settings.SECRET_KEY if secret is None else secret)
+    digest = hmac.digest(key, session_key.encode(), "sha256")[:16]
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def session_name(session_id: str) -> str:
+    """The Redis key of a session, from its hashed id."""
+    return f"{conf.KEY_PREFIX}:s:{session_id}"
+
+
+def session_pattern() -> str:
+    """A ``SCAN MATCH`` pattern for every session of this prefix."""
+    return f"{_glob_escape(conf.KEY_PREFIX)}:s:*"
+
+
+def user_index_name(user_id: str) -> str:
+    """The Redis key of the per-user index of ``user_id``."""
+    return f"{conf.KEY_PREFIX}:u:{user_id}"
+
+
+def user_index_pattern() -> str:
+    """A ``SCAN MATCH`` pattern for every per-user index of this prefix."""
+    return f"{_glob_escape(conf.KEY_PREFIX)}:u:*"
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)

@@ -1,0 +1,59 @@
+"""Test, lint and demo sessions: ``python -m nox`` runs lint, types and the test matrix.
+
+The test matrix covers every supported Django version on the Pythons it supports; interpreters
+that are not installed are skipped locally and fail the run on CI (nox's default when CI is set).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "types", "tests"]
+nox.options.reuse_venv = "yes"
+
+# Django version -> the Python it is tested on in the matrix (one cell per Django version keeps
+# CI within its time; the default interpreter runs the newest Django too).
+MATRIX = [
+    ("3.10", "4.2"),
+    ("3.11", "5.2"),
+    ("3.12", "6.0"),
+    ("3.13", "6.1"),
+]
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-django>=4.8",
+    "pytest-asyncio>=0.23",
+    "hypothesis>=6",
+    "django-redis>=5.4",
+]
+
+
+@nox.session
+@nox.parametrize(("python", "django"), MATRIX, ids=[f"django{d}" for _, d in MATRIX])
+def tests(session: nox.Session, django: str) -> None:
+    """The whole test suite against real Redis servers that it starts itself."""
+    session.install(f"django~={django}.0", *TEST_DEPS, "hiredis")
+    session.install(".")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff: lint and format check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def types(session: nox.Session) -> None:
+    """mypy --strict with django-stubs."""
+    session.install("mypy", "django-stubs", "pytest", "hypothesis", "django-redis", ".")
+    session.run("mypy")
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """Serve testproject at http://127.0.0.1:8000/ on this engine (starts Redis if needed)."""
+    session.install(".", "hiredis")
+    session.run("python", "manage.py", "rundemo", *session.posargs)
