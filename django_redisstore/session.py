@@ -115,7 +115,9 @@ class SessionStore(SessionBase):
 
     def _load_flow(self) -> Flow[dict[str, Any]]:
         session_key = self.session_key
-        assert session_key is not None
+        if session_key is None:  # no key, or one that failed validation: nothing to look up
+            self._forget_record()
+            return {}
         now = time.time()
         sid = keys.session_id(session_key)
         name = keys.session_name(sid)
@@ -317,9 +319,11 @@ class SessionStore(SessionBase):
 
     @staticmethod
     def _run(flow: Flow[T]) -> T:
-        client = get_client()
+        # The client is fetched only once the flow has something to send: a flow that ends
+        # without I/O (a malformed key, nothing to save) costs no connection at all.
         try:
             calls = next(flow)
+            client = get_client()
             while True:
                 calls = flow.send(execute(client, calls))
         except StopIteration as done:
@@ -327,9 +331,9 @@ class SessionStore(SessionBase):
 
     @staticmethod
     async def _arun(flow: Flow[T]) -> T:
-        client = get_async_client()
         try:
             calls = next(flow)
+            client = get_async_client()
             while True:
                 calls = flow.send(await aexecute(client, calls))
         except StopIteration as done:
