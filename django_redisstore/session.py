@@ -18,6 +18,7 @@ from collections.abc import Generator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import django
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import (
@@ -54,6 +55,21 @@ class SessionStore(SessionBase):
 
         def _get_session(self, no_load: bool = False) -> dict[str, Any]: ...
         async def _aget_session(self, no_load: bool = False) -> dict[str, Any]: ...
+
+    if not TYPE_CHECKING and django.VERSION < (5, 1):
+
+        async def _aget_session(self, no_load: bool = False) -> dict[str, Any]:
+            # Django 4.2 has no async session API, so its SessionBase lacks this loader, which
+            # this class's own async storage methods (asave, acreate, acycle_key) build on.
+            self.accessed = True
+            try:
+                return self._session_cache
+            except AttributeError:
+                if self.session_key is None or no_load:
+                    self._session_cache = {}
+                else:
+                    self._session_cache = await self.aload()
+            return self._session_cache
 
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
