@@ -6,6 +6,8 @@ and only ``tests/sessions_tests/`` is taken from it. Its ``models.py`` declares 
 that is not installed here; the one name the test module takes from it (a database-backed store
 we never run) is stubbed. Without network access, or with ``REDISSTORE_SKIP_DJANGO_SUITE`` set,
 the module is skipped with the reason; ``tests/test_contract.py`` covers the same ground.
+Django's ``SessionMiddlewareTests`` run too (one of them reads the database backend's table and
+is restated here against Redis).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from typing import Any
 
 import django
 import pytest
-from django.test import SimpleTestCase, override_settings
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.http import HttpRequest, HttpResponse
+from django.test import RequestFactory, SimpleTestCase, override_settings
 
 from django_redisstore import connection
 from django_redisstore.session import SessionStore
@@ -128,3 +132,29 @@ for _name, _test in inspect.getmembers(upstream.SessionTestsMixin, inspect.iscor
 @override_settings(USE_TZ=False)
 class DjangoSessionTestsMixinNaive(DjangoSessionTestsMixin):
     """The same with ``USE_TZ = False``."""
+
+
+class DjangoSessionMiddlewareTests(upstream.SessionMiddlewareTests):  # type: ignore[misc]
+    """Django's tests of ``SessionMiddleware``, with this engine as ``SESSION_ENGINE``."""
+
+    def test_empty_session_saved(self) -> None:
+        """Django's test reads the ``Session`` table; the same steps, read back from Redis."""
+
+        def set_session(request: HttpRequest) -> HttpResponse:
+            request.session["foo"] = "bar"
+            return HttpResponse("Session test")
+
+        request = RequestFactory().get("/")
+        middleware = SessionMiddleware(set_session)
+        response = middleware(request)
+        key = request.session.session_key
+        self.assertEqual(tuple(request.session.items()), (("foo", "bar"),))
+        self.assertIn(f"Set-Cookie: sessionid={key}", str(response.cookies))
+
+        del request.session["foo"]  # emptied, not flushed: still saved, cookie still set
+        response = middleware.process_response(request, HttpResponse("Session test"))
+        self.assertEqual(request.session.session_key, key)
+        self.assertIs(SessionStore().exists(key), True)
+        self.assertEqual(SessionStore(key).load(), {})
+        self.assertIn(f"Set-Cookie: sessionid={key}", str(response.cookies))
+        self.assertEqual(response.headers["Vary"], "Cookie")
