@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import redis
 from django.contrib.sessions.backends.base import UpdateError
-from django.test import override_settings
+from django.core.management import call_command
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from django_redisstore import connection, keys
@@ -494,3 +495,43 @@ def test_aware_and_naive_datetime_expiry_round_trip(session: SessionStore, use_t
     session.set_expiry(when)
     session.save()
     assert SessionStore(session.session_key).get_expiry_date() == when
+
+
+def test_clearsessions_command_runs(session: SessionStore) -> None:
+    session["a"] = 1
+    session.save()
+    call_command("clearsessions")
+    assert SessionStore(session.session_key)["a"] == 1
+
+
+# Old CVEs: nothing is stored for an unknown key, on read or logout ---------------------------
+
+
+@pytest.mark.parametrize("path", ["/read/", "/logout/", "/untouched/"])
+def test_unknown_cookie_stores_nothing(
+    path: str, settings: Any, redis_client: redis.Redis, redisstore: str
+) -> None:
+    browser = Client()
+    browser.cookies[settings.SESSION_COOKIE_NAME] = "unknownsessionkey000000000000000"
+    assert browser.get(path).status_code == 200
+    assert stored_names(redis_client, redisstore) == []
+
+
+def test_flush_of_an_unsaved_session_stores_nothing(
+    redis_client: redis.Redis, redisstore: str
+) -> None:
+    store = SessionStore("unknownsessionkey000000000000000")
+    store.flush()
+    assert store.session_key is None
+    assert stored_names(redis_client, redisstore) == []
+
+
+def test_logout_deletes_the_stored_session(
+    settings: Any, redis_client: redis.Redis, redisstore: str
+) -> None:
+    browser = Client()
+    browser.get("/write/", {"a": "1"})
+    assert len(stored_names(redis_client, redisstore)) == 1
+    assert browser.get("/logout/").status_code == 200
+    assert stored_names(redis_client, redisstore) == []
+    assert browser.cookies[settings.SESSION_COOKIE_NAME].value == ""
