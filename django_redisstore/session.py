@@ -370,6 +370,8 @@ class SessionStore(SessionBase):
         if self.session_key is None:
             return self.create()
         data = self._get_session(no_load=must_create)
+        if self.session_key is None:  # the read found no session under that key: a new one
+            return self.create()
         self._run(self._save_flow(data, must_create))
 
     def delete(self, session_key: str | None = None) -> None:
@@ -399,6 +401,8 @@ class SessionStore(SessionBase):
         if self.session_key is None:
             return await self.acreate()
         data = await self._aget_session(no_load=must_create)
+        if self.session_key is None:  # the read found no session under that key: a new one
+            return await self.acreate()
         await self._arun(self._save_flow(data, must_create))
 
     async def adelete(self, session_key: str | None = None) -> None:

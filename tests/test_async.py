@@ -318,3 +318,11 @@ async def test_storage_methods_on_every_django(redisstore: str) -> None:
     await fresh.adelete()
     assert await stored_names(redisstore) == []
     assert await SessionStore.aclear_expired() is None
+
+
+async def test_asave_of_an_unread_unknown_key_creates_a_new_session() -> None:
+    store = SessionStore("abcdefgh12345678")
+    await store.asave()
+    assert store.session_key not in (None, "abcdefgh12345678")
+    assert await store.aexists(store.session_key) is True
+    assert await store.aexists("abcdefgh12345678") is False

@@ -535,3 +535,12 @@ def test_logout_deletes_the_stored_session(
     assert browser.get("/logout/").status_code == 200
     assert stored_names(redis_client, redisstore) == []
     assert browser.cookies[settings.SESSION_COOKIE_NAME].value == ""
+
+
+def test_save_of_an_unread_unknown_key_creates_a_new_session(redis_client: redis.Redis) -> None:
+    # save() reads first; when that read finds nothing, the key is dropped and a new one made.
+    store = SessionStore("abcdefgh12345678")
+    store.save()
+    assert store.session_key not in (None, "abcdefgh12345678")
+    assert redis_client.exists(name_of(store.session_key)) == 1
+    assert redis_client.exists(name_of("abcdefgh12345678")) == 0
