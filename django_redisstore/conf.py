@@ -63,24 +63,24 @@ class Settings:
     @property
     def REMEMBER_ME_AGE(self) -> int:
         """Seconds a "Remember me" sign-in lasts (int or timedelta; default 30 days)."""
-        return _seconds("REMEMBER_ME_AGE", self._get("REMEMBER_ME_AGE", 30 * 86400))
+        return to_seconds("REMEMBER_ME_AGE", self._get("REMEMBER_ME_AGE", 30 * 86400))
 
     @property
     def IDLE_TIMEOUT(self) -> int | None:
         """Seconds without a request after which a session ends; reads slide it. None: off."""
         value = self._get("IDLE_TIMEOUT", None)
-        return None if value is None else _seconds("IDLE_TIMEOUT", value)
+        return None if value is None else to_seconds("IDLE_TIMEOUT", value)
 
     @property
     def ABSOLUTE_TIMEOUT(self) -> int | None:
         """Seconds after its creation (a sign-in) that a session ends whatever its activity."""
         value = self._get("ABSOLUTE_TIMEOUT", None)
-        return None if value is None else _seconds("ABSOLUTE_TIMEOUT", value)
+        return None if value is None else to_seconds("ABSOLUTE_TIMEOUT", value)
 
     @property
     def DEVICE_UPDATE_INTERVAL(self) -> int:
         """Seconds between two writes of a device record's "last seen" by a read-only request."""
-        return _seconds("DEVICE_UPDATE_INTERVAL", self._get("DEVICE_UPDATE_INTERVAL", 300))
+        return to_seconds("DEVICE_UPDATE_INTERVAL", self._get("DEVICE_UPDATE_INTERVAL", 300))
 
     @property
     def TRUSTED_PROXIES(self) -> list[str]:
@@ -91,14 +91,13 @@ class Settings:
         return [str(item) for item in value]
 
 
-def _seconds(name: str, value: Any) -> int:
+def to_seconds(name: str, value: Any) -> int:
     """A duration setting as whole seconds: an int, or a ``timedelta``."""
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ImproperlyConfigured(
-            f"REDISSTORE_{name} must be a positive number of seconds or a timedelta, "
-            f"not {value!r}"
+            f"REDISSTORE_{name} must be a positive number of seconds or a timedelta, not {value!r}"
         )
     return int(value)
 
