@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
@@ -10,6 +11,8 @@ from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from django_redisstore import keys
@@ -34,6 +37,12 @@ def _redacted(data: dict[str, Any]) -> list[tuple[str, Any]]:
     return [
         (key, "•••••• (redacted)" if _SECRET.search(key) else value) for key, value in data.items()
     ]
+
+
+def _ago(moment: datetime) -> str:
+    if (timezone.now() - moment).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(moment)} ago"
 
 
 def _current_id(request: HttpRequest) -> str | None:
@@ -78,7 +87,15 @@ def sessions(request: HttpRequest) -> HttpResponse:
     rows = []
     for record in user_sessions(request.user):
         data = getattr(record, "data", None) or {}
-        rows.append({"record": record, "device": device_of(data), "current": record.id == current})
+        device = device_of(data)
+        rows.append(
+            {
+                "record": record,
+                "device": device,
+                "seen": _ago(device.last_seen) if device and device.last_seen else "—",
+                "current": record.id == current,
+            }
+        )
     rows.sort(key=lambda row: not row["current"])
     return render(request, "testproject/sessions.html", {"rows": rows})
 
