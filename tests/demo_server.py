@@ -7,6 +7,7 @@ key prefix and secret, against the Redis server it is given, and has one user ma
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -49,9 +50,17 @@ class DemoServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.log: BinaryIO | None = None
 
+    host = "127.0.0.1"
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
+
+    def on_host(self, host: str) -> DemoServer:
+        """The same running server, addressed by another name (``localhost``)."""
+        other = copy.copy(self)
+        other.host = host
+        return other
 
     def manage(self, *args: str) -> None:
         subprocess.run(
