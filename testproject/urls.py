@@ -1,17 +1,8 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from . import views
+from .account_urls import urlpatterns as demo_urlpatterns
 
-urlpatterns = [
-    path("", views.home, name="home"),
-    path("accounts/login/", views.LoginView.as_view(), name="login"),
-    path("accounts/logout/", LogoutView.as_view(), name="logout"),
-    path("accounts/sessions/", views.sessions, name="sessions"),
-    path("accounts/sessions/end-others/", views.end_others, name="end_others"),
-    path("accounts/sessions/<str:session_id>/end/", views.end_one, name="end_one"),
-    path("admin/", admin.site.urls),
-]
+urlpatterns = [*demo_urlpatterns, path("admin/", admin.site.urls)]
