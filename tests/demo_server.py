@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,13 +64,15 @@ class DemoServer:
         return other
 
     def manage(self, *args: str) -> None:
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, str(ROOT / "manage.py"), *args],
             env=self.env,
             cwd=ROOT,
-            check=True,
             capture_output=True,
+            text=True,
         )
+        if done.returncode:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed: {done.stderr[-2000:]}")
 
     def start(self, timeout: float = 20.0) -> DemoServer:
         self.manage("migrate", "--noinput", "-v0")
@@ -87,10 +90,9 @@ class DemoServer:
                     return self
             except (urllib.error.URLError, ConnectionError):
                 if self.process.poll() is not None or time.monotonic() > deadline:
+                    tail = self.log_tail()
                     self.stop()
-                    raise RuntimeError(
-                        f"the demo server did not start: {self.log_tail()}"
-                    ) from None
+                    raise RuntimeError(f"the demo server did not start: {tail}") from None
                 time.sleep(0.1)
 
     def log_tail(self, lines: int = 30) -> str:
@@ -115,6 +117,7 @@ class DemoServer:
         if self.log is not None:
             self.log.close()
             self.log = None
+        shutil.rmtree(self.directory, ignore_errors=True)
         client = redis.Redis.from_url(self.redis_url)
         try:
             names = list(client.scan_iter(f"{self.prefix}:*", count=1000))
