@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from playwright import sync_api  # a test dependency (noxfile.py); only Chromium may be absent
 
 from .demo_server import PASSWORD, USERNAME, DemoServer
 
@@ -33,8 +34,6 @@ pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
     reason=f"the browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)",
 )
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 
 
 @pytest.fixture(scope="module")
