@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from redis.connection import parse_url
 
 from .conf import conf
@@ -115,5 +116,51 @@ def _without_password(url: str) -> str:
     return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else url
 
 
+_DURATIONS = (
+    ("REMEMBER_ME_AGE", "django_redisstore.E020"),
+    ("IDLE_TIMEOUT", "django_redisstore.E021"),
+    ("ABSOLUTE_TIMEOUT", "django_redisstore.E022"),
+    ("DEVICE_UPDATE_INTERVAL", "django_redisstore.E023"),
+)
+
+
+def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
+    """Remember-me, idle and absolute timeouts and device-record settings that cannot work."""
+    errors: list[CheckMessage] = []
+    for name, check_id in _DURATIONS:
+        try:
+            getattr(conf, name)
+        except ImproperlyConfigured as e:
+            errors.append(
+                Error(str(e), hint="For example 3600 or timedelta(hours=1).", id=check_id)
+            )
+    try:
+        from .middleware import _networks
+
+        _networks(tuple(conf.TRUSTED_PROXIES))
+    except (ImproperlyConfigured, TypeError) as e:
+        errors.append(
+            Error(
+                f"REDISSTORE_TRUSTED_PROXIES is not a list of addresses or networks: {e}",
+                hint="For example ['10.0.0.0/8', '127.0.0.1'].",
+                id="django_redisstore.E024",
+            )
+        )
+    if errors:
+        return errors
+    absolute = conf.ABSOLUTE_TIMEOUT
+    if absolute is not None and absolute < conf.REMEMBER_ME_AGE:
+        errors.append(
+            Warning(
+                "REDISSTORE_REMEMBER_ME_AGE is longer than REDISSTORE_ABSOLUTE_TIMEOUT: "
+                "remembered sign-ins end at the absolute timeout.",
+                hint="Lower REDISSTORE_REMEMBER_ME_AGE, or raise REDISSTORE_ABSOLUTE_TIMEOUT.",
+                id="django_redisstore.W020",
+            )
+        )
+    return errors
+
+
 def register_checks() -> None:
     register(check_connection, "sessions")
+    register(check_timeouts, "sessions")

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections.abc import Generator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import django
@@ -27,6 +27,7 @@ from django.contrib.sessions.backends.base import (
     SessionBase,
     UpdateError,
 )
+from django.utils import timezone as django_timezone
 from django.utils.crypto import get_random_string
 
 from . import codec, keys, merge
@@ -108,7 +109,64 @@ class SessionStore(SessionBase):
 
     @staticmethod
     def _slides() -> bool:
-        return bool(settings.SESSION_SAVE_EVERY_REQUEST)
+        # REDISSTORE_IDLE_TIMEOUT makes every read slide the TTL, as SESSION_SAVE_EVERY_REQUEST
+        # does, without rewriting the data.
+        return bool(settings.SESSION_SAVE_EVERY_REQUEST) or conf.IDLE_TIMEOUT is not None
+
+    # Expiry: Django's, capped by the absolute lifetime ---------------------------------------
+
+    def get_session_cookie_age(self) -> int:
+        """With an idle timeout, a session without its own expiry lasts that long unused."""
+        idle = conf.IDLE_TIMEOUT
+        return int(settings.SESSION_COOKIE_AGE) if idle is None else idle
+
+    @staticmethod
+    def _deadline_of(created: float) -> int | None:
+        """The unix time a session created at ``created`` ends whatever its activity."""
+        limit = conf.ABSOLUTE_TIMEOUT
+        # Whole seconds, as the header stores ``created``: every request computes the same.
+        return None if limit is None else math.floor(created) + limit
+
+    def _deadline(self, now: float) -> int | None:
+        # A session not yet written is created now; a signed-in one was created by login().
+        return self._deadline_of(self._created or now)
+
+    def _cap_age(self, age: int, kwargs: dict[str, Any]) -> int:
+        modification = kwargs.get("modification")
+        now = modification.timestamp() if modification is not None else time.time()
+        deadline = self._deadline(now)
+        if deadline is None:
+            return age
+        return max(0, min(age, int(deadline - now)))
+
+    def _cap_date(self, date: datetime) -> datetime:
+        deadline = self._deadline(time.time())
+        if deadline is None:
+            return date
+        if django_timezone.is_naive(date):  # USE_TZ = False: local time, as timezone.now()
+            return min(date, datetime.fromtimestamp(deadline))
+        return min(date, datetime.fromtimestamp(deadline, timezone.utc))
+
+    def get_expiry_age(self, **kwargs: Any) -> int:
+        """Django's expiry age, cut short by ``REDISSTORE_ABSOLUTE_TIMEOUT``: the cookie's
+        ``Max-Age`` (which SessionMiddleware takes from here) and the Redis TTL agree."""
+        return self._cap_age(super().get_expiry_age(**kwargs), kwargs)
+
+    def get_expiry_date(self, **kwargs: Any) -> datetime:
+        return self._cap_date(super().get_expiry_date(**kwargs))
+
+    async def aget_expiry_age(self, **kwargs: Any) -> int:
+        return self._cap_age(await super().aget_expiry_age(**kwargs), kwargs)
+
+    async def aget_expiry_date(self, **kwargs: Any) -> datetime:
+        return self._cap_date(await super().aget_expiry_date(**kwargs))
+
+    def _cap(self, until: float, now: float) -> int:
+        """``until`` (a TTL cap, 0 for none) no later than the absolute deadline."""
+        deadline = self._deadline(now)
+        if deadline is None:
+            return int(until)
+        return deadline if not until else int(min(until, deadline))
 
     def _decode_payload(self, payload: bytes) -> dict[str, Any]:
         data = self.serializer().loads(payload)
@@ -156,6 +214,14 @@ class SessionStore(SessionBase):
             self._session_key = None
             return {}
         self._remember(record, data)
+        deadline = self._deadline_of(record.created)
+        if deadline is not None and now >= deadline:
+            # Past its absolute lifetime (its TTL says otherwise only when the setting was
+            # lowered since it was written): never served, and gone for good.
+            yield self._delete_calls(name, self._user)
+            self._forget_record()
+            self._session_key = None
+            return {}
         if secret != settings.SECRET_KEY:
             # Stored under a name derived from a fallback secret: move it under today's name.
             try:
@@ -163,11 +229,22 @@ class SessionStore(SessionBase):
             except CreateError:  # a parallel request moved it first: save merges with that
                 self._version = b"\x00"
             return data
-        if sliding:
+        if sliding and record.idle:
             self._fresh = True
-            if record.idle and self._user and record.until - now < record.idle:
+            if (
+                self._user
+                and record.until - now < record.idle
+                and (deadline is None or record.until < deadline)
+            ):
                 # The slide hit the index entry's score: extend both (once per headroom period).
                 yield from self._touch_flow(sid, name, record.idle, now)
+            if _persistent(data):
+                # The read moved the expiry: SessionMiddleware re-sends the cookie (with the new
+                # Max-Age) for a modified session only. The save it then calls writes nothing
+                # unless the data changed (see _save_flow).
+                self.modified = True
+        elif sliding:
+            self._fresh = True
         return data
 
     def _find_rotated(self, session_key: str, now: float) -> Flow[tuple[bytes | None, str, str]]:
@@ -181,7 +258,7 @@ class SessionStore(SessionBase):
         return None, settings.SECRET_KEY, ""
 
     def _touch_flow(self, sid: str, name: str, age: int, now: float) -> Flow[None]:
-        until = self._index_until(now, age)
+        until = self._cap(self._index_until(now, age), now)
         replies = yield [
             TOUCH.call(name, age * 1000, until.to_bytes(4, "big")),
             INDEX_ADD.call(keys.user_index_name(self._user or ""), sid, until, repr(now)),
@@ -230,10 +307,11 @@ class SessionStore(SessionBase):
             if user:
                 until = self._until if user == self._user and not create else 0
                 if now + age > until:
-                    until = self._index_until(now, age)
+                    until = self._cap(self._index_until(now, age), now)
                     index_calls.append(
                         INDEX_ADD.call(keys.user_index_name(user), sid, until, repr(now))
                     )
+            until = self._cap(until, now)  # the absolute lifetime caps every slide
             payload = self._encode_payload(ours)
             blob, mac = codec.pack(
                 name,
@@ -311,8 +389,12 @@ class SessionStore(SessionBase):
         return bool(found)
 
     def _save_flow(self, data: dict[str, Any], must_create: bool) -> Flow[None]:
-        if self._fresh and not self.modified and not must_create:
-            return  # the read already slid the TTL and nothing changed: no round trip
+        if (
+            self._fresh
+            and not must_create
+            and (not self.modified or self._encode_payload(data) == self._base)
+        ):
+            return  # the read already slid the TTL and the data is as read: no round trip
         yield from self._write_flow(data, time.time(), create=must_create)
 
     def _create_flow(self, data: dict[str, Any], retire: str | None) -> Flow[None]:
@@ -415,6 +497,14 @@ class SessionStore(SessionBase):
     @classmethod
     async def aclear_expired(cls) -> None:
         """Nothing to do: Redis expires sessions by itself (every record has a TTL)."""
+
+
+def _persistent(data: dict[str, Any]) -> bool:
+    """Whether the session's cookie has an expiry (``get_expire_at_browser_close`` negated)."""
+    expiry = data.get("_session_expiry")
+    if expiry is None:
+        return not settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
+    return bool(expiry != 0)
 
 
 def _user_of(data: dict[str, Any]) -> str | None:
