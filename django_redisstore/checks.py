@@ -5,7 +5,9 @@ Ids are stable: ``django_redisstore.E001``... for errors, ``...W001``... for war
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
@@ -18,6 +20,9 @@ _REDIS_CACHE_BACKENDS = (
     "django_redis.cache.RedisCache",
     "django.core.cache.backends.redis.RedisCache",
 )
+
+_DB_PATH = re.compile(r"(/[0-9]*/?)?")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def _engine_in_use() -> bool:
@@ -33,6 +38,9 @@ def _database(url: str) -> tuple[Any, ...] | None:
     db = int(kwargs.get("db", 0) or 0)
     if "path" in kwargs:
         return (kwargs["path"], db)
+    # redis-py ignores a database that is not a number ("/sessions") and connects to db 0.
+    if not _DB_PATH.fullmatch(urlsplit(url).path):
+        return None
     return (kwargs.get("host", "localhost"), int(kwargs.get("port", 6379) or 6379), db)
 
 
@@ -107,6 +115,8 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
 
 
 def _without_password(url: str) -> str:
+    # redis-py also takes the password as a query argument (``?password=...``).
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if "@" not in rest:
         return url
