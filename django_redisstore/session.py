@@ -126,7 +126,7 @@ class SessionStore(SessionBase):
             (blob,) = yield [Call.command("GET", name)]
         secret = settings.SECRET_KEY
         if blob is None and len(keys.secrets()) > 1:
-            blob, secret, name = yield from self._find_rotated(session_key, now)
+            blob, secret, name = yield from self._find_rotated(session_key, name)
         self._forget_record()
         if blob is None:
             self._session_key = None
@@ -152,15 +152,20 @@ class SessionStore(SessionBase):
                 yield from self._touch_flow(sid, name, record.idle, now)
         return data
 
-    def _find_rotated(self, session_key: str, now: float) -> Flow[tuple[bytes | None, str, str]]:
-        """After ``SECRET_KEY`` rotation: the record under a fallback secret's name, if any."""
+    def _find_rotated(self, session_key: str, current: str) -> Flow[tuple[bytes | None, str, str]]:
+        """After ``SECRET_KEY`` rotation: the record under a fallback secret's name, if any.
+
+        The current name is read again last, in the same round trip: a parallel request may
+        have moved the record there (it writes the new name before deleting the old one) after
+        this one looked, and missing it would sign the user out.
+        """
         fallbacks = keys.secrets()[1:]
         names = [keys.session_name(keys.session_id(session_key, s)) for s in fallbacks]
-        blobs = yield [Call.command("GET", name) for name in names]
+        *blobs, moved = yield [Call.command("GET", name) for name in [*names, current]]
         for secret, name, blob in zip(fallbacks, names, blobs, strict=True):
             if blob is not None:
                 return blob, secret, name
-        return None, settings.SECRET_KEY, ""
+        return moved, settings.SECRET_KEY, current
 
     def _touch_flow(self, sid: str, name: str, age: int, now: float) -> Flow[None]:
         until = self._index_until(now, age)

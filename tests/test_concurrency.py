@@ -71,8 +71,17 @@ def _run_threads(count: int, work: Callable[[int], None]) -> None:
 # Different keys: everybody keeps their change ----------------------------------------------------
 
 
-def test_threads_changing_different_keys_all_keep_their_changes() -> None:
-    session_key = _new_session(shared="untouched")
+@pytest.mark.parametrize("kind", ["plain", "sliding expiry", "signed in"])
+def test_threads_changing_different_keys_all_keep_their_changes(
+    kind: str, settings: Any, redis_client: redis.Redis
+) -> None:
+    # "sliding expiry" reads with the sliding script; "signed in" keeps the user index up in
+    # the same pipeline as every (conflicting) save.
+    settings.SESSION_SAVE_EVERY_REQUEST = kind == "sliding expiry"
+    initial: dict[str, Any] = {"shared": "untouched"}
+    if kind == "signed in":
+        initial.update(_login_data(7, "backend.B", "hash-7"))
+    session_key = _new_session(**initial)
     barrier = threading.Barrier(THREADS, timeout=60)
 
     def request(i: int) -> None:
@@ -88,12 +97,15 @@ def test_threads_changing_different_keys_all_keep_their_changes() -> None:
     _run_threads(THREADS, request)
 
     final = SessionStore(session_key).load()
-    assert final["shared"] == "untouched"
+    assert {k: final.pop(k) for k in initial} == initial
     for i in range(THREADS):
-        assert final[f"last{i}"] == ROUNDS - 1
-        for r in range(ROUNDS):
-            assert final[f"t{i}r{r}"] == r, f"thread {i} lost its change of round {r}"
-    assert len(final) == 1 + THREADS + THREADS * ROUNDS
+        assert final.pop(f"last{i}") == ROUNDS - 1
+    assert final == {f"t{i}r{r}": r for i in range(THREADS) for r in range(ROUNDS)}
+    name = keys.session_name(keys.session_id(session_key))
+    assert redis_client.pttl(name) > 0
+    if kind == "signed in":
+        index = redis_client.zrange(keys.user_index_name("7"), 0, -1)
+        assert index == [name.rsplit(":", 1)[1].encode()]
 
 
 def test_threads_writing_counters_of_their_own_lose_no_increment() -> None:
@@ -505,3 +517,88 @@ def test_changed_keys_widens_any_auth_change_to_all_auth_keys() -> None:
     base = _login_data(1, "b", "h")
     assert merge.changed_keys(base, dict(base, **{HASH_SESSION_KEY: "h2"})) == set(merge.AUTH_KEYS)
     assert merge.changed_keys(base, dict(base, other=1)) == {"other"}
+
+
+# Side state kept with the data: the user index, the expiry ---------------------------------------
+
+
+@pytest.mark.parametrize("a_first", [True, False])
+def test_two_logins_racing_leave_the_session_in_the_winners_index_only(
+    a_first: bool, redis_client: redis.Redis
+) -> None:
+    session_key = _new_session(cart=1)
+    a, b = _loaded(session_key), _loaded(session_key)
+    a.update(_login_data(1, "backend.A", "hash-1"))
+    b.update(_login_data(2, "backend.B", "hash-2"))
+    for store in (a, b) if a_first else (b, a):
+        store.save()
+    winner, loser = ("2", "1") if a_first else ("1", "2")
+    final = SessionStore(session_key).load()
+    assert final[SESSION_KEY] == winner
+    sid = keys.session_id(session_key).encode()
+    assert redis_client.zscore(keys.user_index_name(winner), sid) is not None
+    assert redis_client.zscore(keys.user_index_name(loser), sid) is None
+
+
+def test_an_expiry_set_on_one_side_survives_a_change_on_the_other(
+    redis_client: redis.Redis,
+) -> None:
+    session_key = _new_session(a=1)
+    name = keys.session_name(keys.session_id(session_key))
+    remember, other = _loaded(session_key), _loaded(session_key)
+    remember.set_expiry(30 * 86400)  # "remember me" in one tab
+    other["b"] = 2  # anything in another
+    remember.save()
+    other.save()
+    final = SessionStore(session_key)
+    assert final.load()["b"] == 2
+    assert final.get_expiry_age() == 30 * 86400
+    assert redis_client.pttl(name) > 29 * 86400 * 1000  # the later save kept the long TTL
+
+
+def test_two_requests_moving_a_session_after_key_rotation_both_keep_their_changes(
+    settings: Any, redis_client: redis.Redis
+) -> None:
+    settings.SECRET_KEY = "the-old-secret-key-of-this-site"
+    session_key = _new_session(a=1)
+    old_name = keys.session_name(keys.session_id(session_key))
+    settings.SECRET_KEY = "the-new-secret-key-of-this-site"
+    settings.SECRET_KEY_FALLBACKS = ["the-old-secret-key-of-this-site"]
+    barrier = threading.Barrier(THREADS, timeout=60)
+
+    def request(i: int) -> None:
+        session = SessionStore(session_key)
+        assert session["a"] == 1  # read from under the old name; one of them moves it
+        barrier.wait()
+        session[f"k{i}"] = i
+        session.save()
+
+    _run_threads(THREADS, request)
+    assert SessionStore(session_key).load() == {"a": 1, **{f"k{i}": i for i in range(THREADS)}}
+    assert redis_client.exists(old_name) == 0
+
+
+def test_reads_racing_the_move_after_key_rotation_never_see_an_empty_session(
+    settings: Any,
+) -> None:
+    # A reader that misses the record under the new name, then finds the old name already
+    # deleted by the request that moved it, must still find it: else the user is signed out.
+    settings.SECRET_KEY = "the-old-secret-key-of-this-site"
+    session_keys = [_new_session(a=i) for i in range(30)]
+    settings.SECRET_KEY = "the-new-secret-key-of-this-site"
+    settings.SECRET_KEY_FALLBACKS = ["the-old-secret-key-of-this-site"]
+    for n, session_key in enumerate(session_keys):
+        barrier = threading.Barrier(THREADS, timeout=60)
+
+        def request(
+            i: int,
+            session_key: str = session_key,
+            barrier: threading.Barrier = barrier,
+            n: int = n,
+        ) -> None:
+            barrier.wait()
+            session = SessionStore(session_key)
+            assert session.load() == {"a": n}, f"reader {i} found no session"
+            assert session.session_key == session_key
+
+        _run_threads(THREADS, request)
