@@ -602,3 +602,28 @@ def test_reads_racing_the_move_after_key_rotation_never_see_an_empty_session(
             assert session.session_key == session_key
 
         _run_threads(THREADS, request)
+
+
+_json_values = st.one_of(
+    st.integers(-3, 3), st.text(max_size=3), st.none(), st.lists(st.integers(0, 2), max_size=2)
+)
+_session_dicts = st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), _json_values, max_size=4)
+
+
+@settings(deadline=None, max_examples=60)
+@given(base=_session_dicts, ours=_session_dicts, theirs=_session_dicts)
+def test_two_real_saves_from_one_read_give_the_three_way_merge(
+    base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any]
+) -> None:
+    # The same property as above, end to end: two stores read ``base``, one saves ``theirs``,
+    # then the other saves ``ours`` and must merge with it through Redis.
+    session_key = _new_session(**base)
+    late, early = _loaded(session_key), _loaded(session_key)
+    for store, data in ((early, theirs), (late, ours)):
+        for key in list(store.keys()):
+            if key not in data:
+                del store[key]
+        store.update(data)
+    early.save()
+    late.save()
+    assert SessionStore(session_key).load() == merge.merge(base, ours, theirs)

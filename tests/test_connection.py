@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -249,6 +250,40 @@ def test_redis_down_through_the_middleware_is_an_error_not_a_new_session(
 
     doomed_server.start()
     assert SessionStore(session_key).load() == {"user": "alice"}
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+def test_redis_not_answering_times_out_and_signs_nobody_out(
+    api: str, settings: Any, doomed_server: RedisServer
+) -> None:
+    if api == "async" and django.VERSION < (5, 1):
+        pytest.skip("Django's async session API arrived in 5.1")
+    settings.REDISSTORE_URL = doomed_server.url
+    settings.REDISSTORE_SOCKET_TIMEOUT = 0.2
+    session = SessionStore()
+    session["user"] = "alice"
+    session.save()
+    assert doomed_server.process is not None
+    doomed_server.process.send_signal(signal.SIGSTOP)  # connections open, nothing answers
+    try:
+        reader = SessionStore(session.session_key)
+        with pytest.raises(ConnectionInterrupted) as raised:
+            if api == "sync":
+                reader.load()
+            else:
+                asyncio.run(_aload_and_close(reader))
+    finally:
+        doomed_server.process.send_signal(signal.SIGCONT)
+    _assert_names_address_only(raised.value, doomed_server)
+    assert "timed out" in str(raised.value)
+    assert SessionStore(session.session_key).load() == {"user": "alice"}
+
+
+async def _aload_and_close(session: SessionStore) -> None:
+    try:
+        await session.aload()
+    finally:
+        await connection.aclose()
 
 
 @needs_async_api

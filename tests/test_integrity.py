@@ -98,13 +98,12 @@ def test_a_tampered_record_reads_as_an_empty_session_and_is_logged(
     reader = SessionStore(session.session_key)
     assert reader.load() == {}
     assert reader.session_key is None  # a save makes a new session, never reuses this key
-    assert len(_security_warnings(security_log)) == 1
-    assert name in security_log.records[0].getMessage()
+    (warning,) = _security_warnings(security_log)
+    assert name in warning.getMessage()  # an operator can find the record
+    assert session.session_key not in warning.getMessage()  # logs hand out no cookie either
 
 
-@pytest.mark.parametrize(
-    "tampering", ["MAC byte flipped", "foreign text", "signed pickle payload"]
-)
+@pytest.mark.parametrize("tampering", sorted(TAMPERINGS))
 def test_a_tampered_record_through_the_middleware_is_no_500(
     tampering: str,
     settings: Any,
