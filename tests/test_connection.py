@@ -346,9 +346,11 @@ def test_importing_the_engine_opens_no_socket(redis_server_url: str) -> None:
     # A fresh interpreter reports every socket connect through an audit hook; importing the
     # engine, setting Django up, running the checks and making a SessionStore must open none.
     script = """
-import sys
+import os, sys
 connects = []
 sys.addaudithook(lambda event, args: event == "socket.connect" and connects.append(args))
+import tests.settings
+tests.settings.REDISSTORE_URL = os.environ["REDISSTORE_TEST_URL"]
 import django
 django.setup()
 import django_redisstore.session
@@ -364,13 +366,6 @@ print("after-use", len(connects))
         DJANGO_SETTINGS_MODULE="tests.settings",
         PYTHONPATH=str(ROOT),
         REDISSTORE_TEST_URL=redis_server_url,
-    )
-    script = script.replace(
-        "django.setup()",
-        "from django.conf import settings\n"
-        "import tests.settings as s\n"
-        "s.REDISSTORE_URL = __import__('os').environ['REDISSTORE_TEST_URL']\n"
-        "django.setup()",
     )
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
