@@ -42,8 +42,10 @@ security_logger = logging.getLogger("django.security.SuspiciousSession")
 #: A fresh key colliding with a live one is a 1 in 36**32 event; a few tries make a collision
 #: loop impossible without ever spinning thousands of times when Redis misbehaves.
 _CREATE_ATTEMPTS = 3
-#: Conflicting saves merge and retry; this many in a row means something is badly wrong.
-_SAVE_ATTEMPTS = 20
+#: Conflicting saves merge and retry. Every refused attempt means another request's save got
+#: through, so N requests writing one session at once need at most N attempts each; HTTP/2 lets
+#: a browser run 100 requests at once. More than that in a row means something is badly wrong.
+_SAVE_ATTEMPTS = 128
 
 
 class SessionStore(SessionBase):

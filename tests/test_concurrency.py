@@ -48,8 +48,13 @@ def _loaded(session_key: str) -> SessionStore:
     return session
 
 
-def _run_threads(count: int, work: Callable[[int], None]) -> None:
-    """Run ``work(i)`` in ``count`` threads; re-raise the first failure in the caller."""
+def _run_threads(
+    count: int, work: Callable[[int], None], barrier: threading.Barrier | None = None
+) -> None:
+    """Run ``work(i)`` in ``count`` threads; re-raise the first failure in the caller.
+
+    A failing thread breaks ``barrier``, so that the others stop instead of waiting for it.
+    """
     errors: list[BaseException] = []
 
     def guarded(i: int) -> None:
@@ -57,6 +62,8 @@ def _run_threads(count: int, work: Callable[[int], None]) -> None:
             work(i)
         except BaseException as e:  # reported below, with the thread's traceback
             errors.append(e)
+            if barrier is not None:
+                barrier.abort()
 
     threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
     for thread in threads:
@@ -94,7 +101,7 @@ def test_threads_changing_different_keys_all_keep_their_changes(
             session.save()
             barrier.wait()  # everyone saved: the next round reads the merged result
 
-    _run_threads(THREADS, request)
+    _run_threads(THREADS, request, barrier)
 
     final = SessionStore(session_key).load()
     assert {k: final.pop(k) for k in initial} == initial
@@ -106,6 +113,27 @@ def test_threads_changing_different_keys_all_keep_their_changes(
     if kind == "signed in":
         index = redis_client.zrange(keys.user_index_name("7"), 0, -1)
         assert index == [name.rsplit(":", 1)[1].encode()]
+
+
+def test_many_more_parallel_writers_than_a_browser_opens_over_http1_all_succeed() -> None:
+    # HTTP/2 multiplexes many requests of one page at once: 48 saves from one read each must
+    # all get through (every refused attempt is another request's success, so none starves).
+    writers = 48
+    session_key = _new_session()
+    barrier = threading.Barrier(writers, timeout=60)
+
+    def request(i: int) -> None:
+        for r in range(3):
+            session = SessionStore(session_key)
+            session._get_session()
+            barrier.wait()
+            session[f"w{i}r{r}"] = r
+            session.save()
+            barrier.wait()
+
+    _run_threads(writers, request, barrier)
+    final = SessionStore(session_key).load()
+    assert final == {f"w{i}r{r}": r for i in range(writers) for r in range(3)}
 
 
 def test_threads_writing_counters_of_their_own_lose_no_increment() -> None:
@@ -122,7 +150,7 @@ def test_threads_writing_counters_of_their_own_lose_no_increment() -> None:
             session[f"count{i}"] = count + 1
             session.save()
 
-    _run_threads(THREADS, request)
+    _run_threads(THREADS, request, barrier)
     final = SessionStore(session_key).load()
     assert final == {f"count{i}": ROUNDS for i in range(THREADS)}
 
@@ -247,7 +275,7 @@ def test_same_key_from_threads_ends_with_one_of_the_written_values() -> None:
             session.save()
             order.append(i)
 
-    _run_threads(THREADS, request)
+    _run_threads(THREADS, request, barrier)
     assert SessionStore(session_key).load() == {"winner": order[-1]}
 
 
@@ -334,7 +362,7 @@ def test_a_save_racing_a_delete_from_threads_never_revives_the_session(
             else:
                 outcomes.append("saved")
 
-        _run_threads(THREADS, request)
+        _run_threads(THREADS, request, barrier)
         name = keys.session_name(keys.session_id(session_key))
         assert redis_client.exists(name) == 0
         assert "deleted" in outcomes
@@ -445,7 +473,7 @@ def test_threads_logging_in_as_different_users_leave_one_whole_login() -> None:
             session[f"mine{i}"] = True
             session.save()
 
-        _run_threads(THREADS, request)
+        _run_threads(THREADS, request, barrier)
         final = SessionStore(session_key).load()
         # Whoever saved last, the three values are that request's own view of the session: a
         # hash-only change keeps user 0 with its new hash, never another side's user.
@@ -573,7 +601,7 @@ def test_two_requests_moving_a_session_after_key_rotation_both_keep_their_change
         session[f"k{i}"] = i
         session.save()
 
-    _run_threads(THREADS, request)
+    _run_threads(THREADS, request, barrier)
     assert SessionStore(session_key).load() == {"a": 1, **{f"k{i}": i for i in range(THREADS)}}
     assert redis_client.exists(old_name) == 0
 
@@ -601,7 +629,7 @@ def test_reads_racing_the_move_after_key_rotation_never_see_an_empty_session(
             assert session.load() == {"a": n}, f"reader {i} found no session"
             assert session.session_key == session_key
 
-        _run_threads(THREADS, request)
+        _run_threads(THREADS, request, barrier)
 
 
 _json_values = st.one_of(
