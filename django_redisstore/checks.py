@@ -48,6 +48,8 @@ def _locations(cache: dict[str, Any]) -> list[str]:
     location = cache.get("LOCATION", [])
     if isinstance(location, str):
         location = location.split(",")
+    if not isinstance(location, (list, tuple)):
+        return []  # nothing this check understands: Django's own checks cover the cache
     return [loc.strip() for loc in location if loc.strip()]
 
 
@@ -74,9 +76,10 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     if alias:
-        backend = caches.get(alias, {}).get("BACKEND")
+        backend = caches.get(alias, {}).get("BACKEND") if isinstance(alias, str) else None
         if backend != "django_redis.cache.RedisCache":
-            found = "no such cache" if alias not in caches else f"its BACKEND is {backend!r}"
+            known = isinstance(alias, str) and alias in caches
+            found = f"its BACKEND is {backend!r}" if known else "no such cache"
             return [
                 Error(
                     f"REDISSTORE_CACHE_ALIAS {alias!r} is not a django-redis cache ({found}).",
@@ -88,10 +91,12 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
         urls = _locations(caches[alias])
     else:
         assert url is not None
-        if _database(url) is None:
+        if not isinstance(url, str) or _database(url) is None:
+            # Not even a string: its repr could hold a password, so only its type is named.
+            shown = repr(_without_password(url)) if isinstance(url, str) else type(url).__name__
             return [
                 Error(
-                    f"REDISSTORE_URL {_without_password(url)!r} is not a valid Redis URL.",
+                    f"REDISSTORE_URL {shown} is not a valid Redis URL.",
                     hint="Use redis://[[user]:password@]host[:port][/db], rediss://... for TLS, "
                     "or unix:///path/to/redis.sock[?db=N].",
                     id="django_redisstore.E003",

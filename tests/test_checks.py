@@ -217,3 +217,24 @@ def test_nothing_is_reported_for_another_session_engine(no_connection: Any, engi
     assert _ours() == []
     no_connection.CACHES = {"default": {"BACKEND": DJANGO_REDIS, "LOCATION": "redis://h:bad"}}
     assert _ours() == []
+
+
+@pytest.mark.parametrize("url", [6379, ["redis://:hunter2-secret@127.0.0.1:6379/0"], b"redis://h"])
+def test_e003_a_url_that_is_not_a_string(settings: Any, url: Any) -> None:
+    settings.REDISSTORE_URL = url
+    messages = _ours()
+    assert [m.id for m in messages] == ["django_redisstore.E003"]
+    assert "hunter2" not in str(messages[0])
+
+
+@pytest.mark.parametrize("alias", [["default"], 3])
+def test_e002_an_alias_that_is_not_a_string(no_connection: Any, alias: Any) -> None:
+    no_connection.REDISSTORE_CACHE_ALIAS = alias
+    assert _ids() == ["django_redisstore.E002"]
+
+
+@pytest.mark.parametrize("location", [None, 42, {"host": "x"}])
+def test_a_cache_location_the_check_cannot_read_is_skipped(settings: Any, location: Any) -> None:
+    settings.REDISSTORE_URL = "redis://127.0.0.1:6379/1"
+    settings.CACHES = {"default": {"BACKEND": DJANGO_REDIS, "LOCATION": location}}
+    assert _ours() == []
