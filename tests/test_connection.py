@@ -252,6 +252,24 @@ def test_redis_down_through_the_middleware_is_an_error_not_a_new_session(
     assert SessionStore(session_key).load() == {"user": "alice"}
 
 
+def test_redis_down_behind_a_cache_alias_names_the_address_only(
+    settings: Any, doomed_server: RedisServer
+) -> None:
+    settings.REDISSTORE_URL = None
+    settings.REDISSTORE_CACHE_ALIAS = "sessions"
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "sessions": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": doomed_server.url},
+    }
+    session = SessionStore()
+    session["user"] = "alice"
+    session.save()
+    doomed_server.kill()
+    with pytest.raises(ConnectionInterrupted) as raised:
+        SessionStore(session.session_key).load()
+    _assert_names_address_only(raised.value, doomed_server)
+
+
 @pytest.mark.parametrize("api", ["sync", "async"])
 def test_redis_not_answering_times_out_and_signs_nobody_out(
     api: str, settings: Any, doomed_server: RedisServer
