@@ -6,6 +6,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.checks import CheckMessage, run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -234,7 +235,11 @@ def test_e002_an_alias_that_is_not_a_string(no_connection: Any, alias: Any) -> N
 
 
 @pytest.mark.parametrize("location", [None, 42, {"host": "x"}])
-def test_a_cache_location_the_check_cannot_read_is_skipped(settings: Any, location: Any) -> None:
+def test_a_cache_location_the_check_cannot_read_is_skipped(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, location: Any
+) -> None:
     settings.REDISSTORE_URL = "redis://127.0.0.1:6379/1"
-    settings.CACHES = {"default": {"BACKEND": DJANGO_REDIS, "LOCATION": location}}
+    # Set behind Django's back: the setting_changed signal would build the broken cache.
+    caches = {"default": {"BACKEND": DJANGO_REDIS, "LOCATION": location}}
+    monkeypatch.setattr(django_settings._wrapped, "CACHES", caches)
     assert _ours() == []
