@@ -5,7 +5,9 @@ Ids are stable: ``django_redisstore.E001``... for errors, ``...W001``... for war
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
@@ -19,6 +21,9 @@ _REDIS_CACHE_BACKENDS = (
     "django_redis.cache.RedisCache",
     "django.core.cache.backends.redis.RedisCache",
 )
+
+_DB_PATH = re.compile(r"(/[0-9]*/?)?")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def _engine_in_use() -> bool:
@@ -34,6 +39,9 @@ def _database(url: str) -> tuple[Any, ...] | None:
     db = int(kwargs.get("db", 0) or 0)
     if "path" in kwargs:
         return (kwargs["path"], db)
+    # redis-py ignores a database that is not a number ("/sessions") and connects to db 0.
+    if not _DB_PATH.fullmatch(urlsplit(url).path):
+        return None
     return (kwargs.get("host", "localhost"), int(kwargs.get("port", 6379) or 6379), db)
 
 
@@ -41,6 +49,8 @@ def _locations(cache: dict[str, Any]) -> list[str]:
     location = cache.get("LOCATION", [])
     if isinstance(location, str):
         location = location.split(",")
+    if not isinstance(location, (list, tuple)):
+        return []  # nothing this check understands: Django's own checks cover the cache
     return [loc.strip() for loc in location if loc.strip()]
 
 
@@ -67,9 +77,10 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     if alias:
-        backend = caches.get(alias, {}).get("BACKEND")
+        backend = caches.get(alias, {}).get("BACKEND") if isinstance(alias, str) else None
         if backend != "django_redis.cache.RedisCache":
-            found = "no such cache" if alias not in caches else f"its BACKEND is {backend!r}"
+            known = isinstance(alias, str) and alias in caches
+            found = f"its BACKEND is {backend!r}" if known else "no such cache"
             return [
                 Error(
                     f"REDISSTORE_CACHE_ALIAS {alias!r} is not a django-redis cache ({found}).",
@@ -81,10 +92,12 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
         urls = _locations(caches[alias])
     else:
         assert url is not None
-        if _database(url) is None:
+        if not isinstance(url, str) or _database(url) is None:
+            # Not even a string: its repr could hold a password, so only its type is named.
+            shown = repr(_without_password(url)) if isinstance(url, str) else type(url).__name__
             return [
                 Error(
-                    f"REDISSTORE_URL {_without_password(url)!r} is not a valid Redis URL.",
+                    f"REDISSTORE_URL {shown} is not a valid Redis URL.",
                     hint="Use redis://[[user]:password@]host[:port][/db], rediss://... for TLS, "
                     "or unix:///path/to/redis.sock[?db=N].",
                     id="django_redisstore.E003",
@@ -108,6 +121,8 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
 
 
 def _without_password(url: str) -> str:
+    # redis-py also takes the password as a query argument (``?password=...``).
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if "@" not in rest:
         return url

@@ -91,6 +91,8 @@ def decompress(data: bytes) -> bytes:
         raise InvalidRecord(f"the payload does not decompress: {e}") from e
     if inflate.unconsumed_tail or not inflate.eof:
         raise InvalidRecord("the compressed payload is truncated or too large")
+    if inflate.unused_data:  # pack() never writes anything after the deflate stream
+        raise InvalidRecord("the compressed payload has bytes after its end")
     return payload
 
 

@@ -155,6 +155,19 @@ def reset() -> None:
     _async_clients.clear()
 
 
+async def aclose() -> None:
+    """Close the async clients of the running event loop.
+
+    Async clients belong to one event loop and cannot outlive it: call this before a loop ends
+    (ASGI lifespan shutdown, the end of ``asyncio.run``), or its sockets are left for the
+    garbage collector to find open.
+    """
+    per_loop = _async_clients.pop(asyncio.get_running_loop(), {})
+    for client in per_loop.values():
+        await client.aclose()
+        await client.connection_pool.disconnect()
+
+
 def describe(client: redis.Redis | redis.asyncio.Redis) -> str:
     """Where ``client`` connects to, for error messages: never a password."""
     kwargs = client.connection_pool.connection_kwargs

@@ -44,8 +44,10 @@ security_logger = logging.getLogger("django.security.SuspiciousSession")
 #: A fresh key colliding with a live one is a 1 in 36**32 event; a few tries make a collision
 #: loop impossible without ever spinning thousands of times when Redis misbehaves.
 _CREATE_ATTEMPTS = 3
-#: Conflicting saves merge and retry; this many in a row means something is badly wrong.
-_SAVE_ATTEMPTS = 20
+#: Conflicting saves merge and retry. Every refused attempt means another request's save got
+#: through, so N requests writing one session at once need at most N attempts each; HTTP/2 lets
+#: a browser run 100 requests at once. More than that in a row means something is badly wrong.
+_SAVE_ATTEMPTS = 128
 
 
 class SessionStore(SessionBase):
@@ -202,7 +204,7 @@ class SessionStore(SessionBase):
             (blob,) = yield [Call.command("GET", name)]
         secret = settings.SECRET_KEY
         if blob is None and len(keys.secrets()) > 1:
-            blob, secret, name = yield from self._find_rotated(session_key, now)
+            blob, secret, name = yield from self._find_rotated(session_key, name)
         self._forget_record()
         if blob is None:
             self._session_key = None
@@ -247,15 +249,20 @@ class SessionStore(SessionBase):
             self._fresh = True
         return data
 
-    def _find_rotated(self, session_key: str, now: float) -> Flow[tuple[bytes | None, str, str]]:
-        """After ``SECRET_KEY`` rotation: the record under a fallback secret's name, if any."""
+    def _find_rotated(self, session_key: str, current: str) -> Flow[tuple[bytes | None, str, str]]:
+        """After ``SECRET_KEY`` rotation: the record under a fallback secret's name, if any.
+
+        The current name is read again last, in the same round trip: a parallel request may
+        have moved the record there (it writes the new name before deleting the old one) after
+        this one looked, and missing it would sign the user out.
+        """
         fallbacks = keys.secrets()[1:]
         names = [keys.session_name(keys.session_id(session_key, s)) for s in fallbacks]
-        blobs = yield [Call.command("GET", name) for name in names]
+        *blobs, moved = yield [Call.command("GET", name) for name in [*names, current]]
         for secret, name, blob in zip(fallbacks, names, blobs, strict=True):
             if blob is not None:
                 return blob, secret, name
-        return None, settings.SECRET_KEY, ""
+        return moved, settings.SECRET_KEY, current
 
     def _touch_flow(self, sid: str, name: str, age: int, now: float) -> Flow[None]:
         until = self._cap(self._index_until(now, age), now)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -56,6 +56,16 @@ def redisstore(settings: Any, redis_server_url: str) -> Iterator[str]:
     finally:
         client.close()
         connection.reset()
+
+
+@pytest.fixture(autouse=True)
+async def _close_async_clients(redisstore: str) -> AsyncIterator[None]:
+    """Close the engine's async clients before the test's event loop ends (no leaked sockets).
+
+    It depends on ``redisstore`` so that it runs before that fixture forgets the clients.
+    """
+    yield
+    await connection.aclose()
 
 
 def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

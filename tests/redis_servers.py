@@ -45,17 +45,35 @@ def free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process on a free loopback port, in a directory of its own."""
 
-    def __init__(self, *args: str, port: int | None = None, directory: Path | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        port: int | None = None,
+        directory: Path | None = None,
+        password: str | None = None,
+        unix_socket: bool = False,
+    ) -> None:
         self.port = port or free_port()
         self.directory = directory or Path(tempfile.mkdtemp(prefix="redisstore-test-"))
         self.args = args
+        #: The ``requirepass`` of the server (passed on to it), for ``client()`` and ``url``.
+        self.password = password
+        #: Whether the server also listens on ``socket_path``.
+        self.unix_socket = unix_socket
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
+
+    @property
+    def socket_path(self) -> Path:
+        """The Unix socket the server listens on when made with ``unix_socket=True``."""
+        return self.directory / "redis.sock"
 
     def client(self, **kwargs: object) -> redis.Redis:
+        kwargs.setdefault("password", self.password)
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)  # type: ignore[arg-type]
 
     def command_line(self) -> list[str]:
@@ -67,6 +85,8 @@ class RedisServer:
             "--save", "",
             "--appendonly", "no",
             "--logfile", "redis.log",
+            *(("--requirepass", self.password) if self.password else ()),
+            *(("--unixsocket", str(self.socket_path)) if self.unix_socket else ()),
             *self.args,
         ]  # fmt: skip
 
