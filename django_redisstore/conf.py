@@ -58,5 +58,10 @@ class Settings:
         """Seconds a user-index entry outlives its session's current expiry (see README)."""
         return int(self._get("INDEX_HEADROOM", 86400))
 
+    @property
+    def REDACT_KEYS(self) -> tuple[str, ...]:
+        """Session keys that ``manage.py sessions inspect`` hides, besides ``_auth_user_hash``."""
+        return tuple(self._get("REDACT_KEYS", ()))
+
 
 conf = Settings()

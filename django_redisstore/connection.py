@@ -1,9 +1,11 @@
-"""Redis clients (process-wide, made on first use) and the two drivers that send ``Call`` batches.
+"""Redis clients (process-wide, made on first use) and the drivers that send ``Call`` batches.
 
 The engine builds every Redis interaction as a list of ``Call`` objects (see ``scripts``); this
 module is the only place that knows whether they travel through ``redis.Redis`` or
 ``redis.asyncio.Redis``. A batch of one call is sent as it is, a longer batch as one
-non-transactional pipeline: one round trip either way.
+non-transactional pipeline: one round trip either way. ``run``/``arun`` drive a flow (a
+generator of such batches, see ``session``) to its end; ``scan_batches`` walks the keyspace for the
+bulk tools.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisError
@@ -24,6 +28,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .conf import conf
 from .exceptions import ConnectionInterrupted, RedisStoreError
 from .scripts import Call
+
+T = TypeVar("T")
+#: A flow: a generator that yields batches of calls, receives their replies and returns a value.
+Flow = Generator[list[Call], list[Any], T]
 
 _lock = threading.Lock()
 _clients: dict[tuple[Any, ...], redis.Redis] = {}
@@ -222,3 +230,130 @@ async def aexecute(client: redis.asyncio.Redis, calls: Sequence[Call]) -> list[A
     except RedisError as e:
         raise _translate(client, e) from e
     return _check(client, results)
+
+
+# Drivers of flows -----------------------------------------------------------------------------
+
+
+def run(flow: Flow[T]) -> T:
+    """Drive ``flow`` with the sync client: one round trip per batch it yields."""
+    client = get_client()
+    try:
+        calls = next(flow)
+        while True:
+            calls = flow.send(execute(client, calls))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def arun(flow: Flow[T]) -> T:
+    """The async twin of ``run``."""
+    client = get_async_client()
+    try:
+        calls = next(flow)
+        while True:
+            calls = flow.send(await aexecute(client, calls))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def run_all(flows: Sequence[Flow[T]]) -> list[T]:
+    """Drive several independent flows in lockstep, their batches merged into one pipeline.
+
+    Bulk tools (``sessions import``) write thousands of sessions with the engine's own flows:
+    step by step, every flow's next batch travels in the same round trip, so a thousand sessions
+    cost the round trips of one. An exception raised by a flow propagates.
+    """
+    client = get_client()
+    results: list[Any] = [None] * len(flows)
+    pending: dict[int, list[Call]] = {}
+    for i, flow in enumerate(flows):
+        try:
+            pending[i] = next(flow)
+        except StopIteration as done:
+            results[i] = done.value
+    while pending:
+        steps = list(pending.items())
+        replies = execute(client, [call for _, calls in steps for call in calls])
+        pending = {}
+        start = 0
+        for i, calls in steps:
+            part = replies[start : start + len(calls)]
+            start += len(calls)
+            try:
+                pending[i] = flows[i].send(part)
+            except StopIteration as done:
+                results[i] = done.value
+    return results
+
+
+# Walking the keyspace --------------------------------------------------------------------------
+
+
+def _is_cluster(client: Any) -> bool:
+    return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
+
+
+def scan_progress(cursor: int) -> float:
+    """How far a ``SCAN`` has got (0 to 1) after it returned ``cursor``.
+
+    Redis walks its hash table in reverse-binary order: the cursor's bits read backwards grow
+    steadily from 0 to the table size. That makes a progress bar possible without counting the
+    keys first.
+    """
+    return int(f"{cursor:064b}"[::-1], 2) / 2**64 if cursor else 1.0
+
+
+def scan_batches(
+    client: redis.Redis, match: str, count: int = 1000
+) -> Iterator[tuple[list[bytes], float]]:
+    """Every key matching ``match``, a ``SCAN`` reply at a time, with the progress made (0-1).
+
+    Never ``KEYS``: each step is one short ``SCAN ... COUNT`` that lets other clients in. On Redis
+    Cluster every primary is scanned in turn (a ``SCAN`` only sees the keys of the node it runs
+    on). Keys present for the whole walk are returned at least once; a key may come twice.
+    """
+    if _is_cluster(client):
+        nodes = [client.get_redis_connection(n) for n in client.get_primaries()]  # type: ignore[attr-defined]
+    else:
+        nodes = [client]
+    try:
+        for done, node in enumerate(nodes):
+            cursor = 0
+            while True:
+                cursor, keys = node.scan(cursor, match=match, count=count)
+                yield keys, (done + scan_progress(cursor)) / len(nodes)
+                if not cursor:
+                    break
+    except RedisError as e:
+        raise _translate(client, e) from e
+
+
+async def ascan_batches(
+    client: redis.asyncio.Redis, match: str, count: int = 1000
+) -> AsyncIterator[tuple[list[bytes], float]]:
+    """The async twin of ``scan_batches``."""
+    if _is_cluster(client):
+        nodes = [client.get_redis_connection(n) for n in client.get_primaries()]  # type: ignore[attr-defined]
+    else:
+        nodes = [client]
+    try:
+        for done, node in enumerate(nodes):
+            cursor = 0
+            while True:
+                cursor, keys = await node.scan(cursor, match=match, count=count)
+                yield keys, (done + scan_progress(cursor)) / len(nodes)
+                if not cursor:
+                    break
+    except RedisError as e:
+        raise _translate(client, e) from e
+
+
+def unlink_calls(client: Any, names: Sequence[bytes | str]) -> list[Call]:
+    """Calls that unlink ``names``: one ``UNLINK`` for all of them, or one per key on Cluster
+    (where a multi-key command must stay within one hash slot)."""
+    if not names:
+        return []
+    if _is_cluster(client):
+        return [Call.command("UNLINK", name) for name in names]
+    return [Call.command("UNLINK", *names)]
