@@ -133,6 +133,28 @@ def unpack(name: str, blob: bytes, secret: str) -> Record:
     return Record(created, saved, idle, until, mac, payload, len(blob))
 
 
+@dataclass(frozen=True)
+class Header:
+    """The header of a stored record, unverified: what bulk tools read with ``GETRANGE 0 33``."""
+
+    created: int
+    saved: int
+    idle: int
+    until: int
+    mac: bytes
+
+
+def header_of(blob: bytes) -> Header:
+    """The header fields of the first ``HEADER_SIZE`` bytes of a record, without verifying the
+    MAC (a bulk scan reads only the header; deleting by it is conditional on ``mac``)."""
+    if len(blob) < HEADER_SIZE:
+        raise InvalidRecord("the record is shorter than its header")
+    version, _, created, saved, idle, until, mac = HEADER.unpack_from(blob)
+    if version != VERSION:
+        raise InvalidRecord(f"unknown record format {version}")
+    return Header(created, saved, idle, until, mac)
+
+
 def version_of(blob: bytes) -> bytes:
     """The MAC of stored bytes, without verifying them: what a conditional save compares."""
     return blob[MAC_OFFSET : MAC_OFFSET + MAC_SIZE]

@@ -52,7 +52,7 @@ class SessionInfo:
     ttl: int
 
 
-def _utc(timestamp: float) -> datetime:
+def utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc)
 
 
@@ -64,10 +64,10 @@ def session_info(
     return SessionInfo(
         id=sid,
         user_id=None if user is None else str(user),
-        created=_utc(record.created),
-        saved=_utc(record.saved),
+        created=utc(record.created),
+        saved=utc(record.saved),
         size=record.size,
-        expires_at=_utc(now + pttl / 1000),
+        expires_at=utc(now + pttl / 1000),
         ttl=pttl // 1000,
     )
 
@@ -83,13 +83,14 @@ def user_key(user: Any) -> str:
     return str(user)
 
 
-def _decoder() -> Any:
+def session_decoder() -> Any:
+    """A ``SessionStore`` to decode other sessions' records with (``decode_stored``)."""
     from .session import SessionStore  # not at import: importing the package stays light
 
     return SessionStore()
 
 
-def _sessions_flow(user_ids: Sequence[str]) -> Flow[tuple[dict[str, list[SessionInfo]], int]]:
+def sessions_flow(user_ids: Sequence[str]) -> Flow[tuple[dict[str, list[SessionInfo]], int]]:
     """The live sessions of each of ``user_ids``, and how many stale entries were pruned."""
     now = time.time()
     names = [keys.user_index_name(user) for user in user_ids]
@@ -114,7 +115,7 @@ def _sessions_flow(user_ids: Sequence[str]) -> Flow[tuple[dict[str, list[Session
         name = keys.session_name(sid)
         calls += [Call.command("GET", name), Call.command("PTTL", name)]
     replies = yield calls
-    decoder = _decoder()
+    decoder = session_decoder()
     stale: dict[str, list[str]] = {}
     for (user, sid), blob, pttl in zip(listed, replies[0::2], replies[1::2], strict=True):
         info = None
@@ -141,7 +142,7 @@ def _sessions_flow(user_ids: Sequence[str]) -> Flow[tuple[dict[str, list[Session
 
 def _user_sessions_flow(user: Any) -> Flow[list[SessionInfo]]:
     user_id = user_key(user)
-    found, _ = yield from _sessions_flow([user_id])
+    found, _ = yield from sessions_flow([user_id])
     return found[user_id]
 
 
@@ -153,7 +154,7 @@ def _end_flow(user: Any, keep: str | None) -> Flow[int]:
     """
     user_id = user_key(user)
     kept = keys.session_id(keep) if keep and keys.is_valid_session_key(keep) else None
-    found, _ = yield from _sessions_flow([user_id])
+    found, _ = yield from sessions_flow([user_id])
     doomed = [info.id for info in found[user_id] if info.id != kept]
     if not doomed:
         return 0
@@ -191,7 +192,7 @@ def _user_ids(index_names: Sequence[bytes]) -> list[str]:
 
 
 def _prune_flow(user_ids: Sequence[str]) -> Flow[int]:
-    _, pruned = yield from _sessions_flow(user_ids)
+    _, pruned = yield from sessions_flow(user_ids)
     return pruned
 
 

@@ -252,9 +252,10 @@ class SessionStore(SessionBase):
             now = time.time()
         raise RedisStoreError(f"gave up saving {name} after {_SAVE_ATTEMPTS} conflicting writes")
 
-    def _import_flow(self, data: dict[str, Any], lifetime: int) -> Flow[bool]:
-        """Store ``data`` under this store's key for ``lifetime`` seconds, unless a session
-        already lives there: False then (which makes ``sessions import`` idempotent)."""
+    def _import_flow(self, data: dict[str, Any], lifetime: int | None) -> Flow[bool]:
+        """Store ``data`` under this store's key for ``lifetime`` seconds (None: its expiry
+        age), unless a session already lives there: False then (``sessions import`` is
+        idempotent)."""
         try:
             yield from self._write_flow(data, time.time(), create=True, lifetime=lifetime)
         except CreateError:
