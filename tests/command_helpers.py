@@ -46,4 +46,4 @@ def name_of(session: SessionStore) -> str:
 
 
 def alive(session: SessionStore) -> bool:
-    return SessionStore(session.session_key).load() != {}
+    return SessionStore().exists(session.session_key)
