@@ -25,6 +25,7 @@ TEST_DEPS = [
     "pytest-asyncio>=0.23",
     "hypothesis>=6",
     "django-redis>=5.4",
+    "django-redis-sessions>=0.6",  # a source of `sessions import`
 ]
 
 
