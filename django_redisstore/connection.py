@@ -4,8 +4,8 @@ The engine builds every Redis interaction as a list of ``Call`` objects (see ``s
 module is the only place that knows whether they travel through ``redis.Redis`` or
 ``redis.asyncio.Redis``. A batch of one call is sent as it is, a longer batch as one
 non-transactional pipeline: one round trip either way. ``run``/``arun`` drive a flow (a
-generator of such batches, see ``session``) to its end; ``scan_batches`` walks the keyspace for the
-bulk tools.
+generator of such batches, see ``session``) to its end. ``scan_batches``, ``execute_plain`` and
+``unlink`` serve the bulk tools, which walk the keyspace.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 import threading
 import weakref
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 import redis.asyncio
@@ -304,25 +304,36 @@ def scan_progress(cursor: int) -> float:
     return int(f"{cursor:064b}"[::-1], 2) / 2**64 if cursor else 1.0
 
 
-def scan_batches(
-    client: redis.Redis, match: str, count: int = 1000
-) -> Iterator[tuple[list[bytes], float]]:
-    """Every key matching ``match``, a ``SCAN`` reply at a time, with the progress made (0-1).
+class Scanned(NamedTuple):
+    """One ``SCAN`` step: the node it ran on (the client itself unless on Cluster), the keys it
+    returned, and how far the whole walk has got (0 to 1)."""
+
+    node: Any
+    names: list[bytes]
+    done: float
+
+
+def _nodes(client: Any) -> list[Any]:
+    if _is_cluster(client):
+        return [client.get_redis_connection(node) for node in client.get_primaries()]
+    return [client]
+
+
+def scan_batches(client: redis.Redis, match: str, count: int = 1000) -> Iterator[Scanned]:
+    """Every key matching ``match``, a ``SCAN`` reply at a time.
 
     Never ``KEYS``: each step is one short ``SCAN ... COUNT`` that lets other clients in. On Redis
     Cluster every primary is scanned in turn (a ``SCAN`` only sees the keys of the node it runs
-    on). Keys present for the whole walk are returned at least once; a key may come twice.
+    on), and each step names its node, so that the keys it found can be handled there. Keys
+    present for the whole walk are returned at least once; a key may come twice.
     """
-    if _is_cluster(client):
-        nodes = [client.get_redis_connection(n) for n in client.get_primaries()]  # type: ignore[attr-defined]
-    else:
-        nodes = [client]
+    nodes = _nodes(client)
     try:
         for done, node in enumerate(nodes):
             cursor = 0
             while True:
-                cursor, keys = node.scan(cursor, match=match, count=count)
-                yield keys, (done + scan_progress(cursor)) / len(nodes)
+                cursor, names = node.scan(cursor, match=match, count=count)
+                yield Scanned(node, names, (done + scan_progress(cursor)) / len(nodes))
                 if not cursor:
                     break
     except RedisError as e:
@@ -331,29 +342,70 @@ def scan_batches(
 
 async def ascan_batches(
     client: redis.asyncio.Redis, match: str, count: int = 1000
-) -> AsyncIterator[tuple[list[bytes], float]]:
+) -> AsyncIterator[Scanned]:
     """The async twin of ``scan_batches``."""
-    if _is_cluster(client):
-        nodes = [client.get_redis_connection(n) for n in client.get_primaries()]  # type: ignore[attr-defined]
-    else:
-        nodes = [client]
+    nodes = _nodes(client)
     try:
         for done, node in enumerate(nodes):
             cursor = 0
             while True:
-                cursor, keys = await node.scan(cursor, match=match, count=count)
-                yield keys, (done + scan_progress(cursor)) / len(nodes)
+                cursor, names = await node.scan(cursor, match=match, count=count)
+                yield Scanned(node, names, (done + scan_progress(cursor)) / len(nodes))
                 if not cursor:
                     break
     except RedisError as e:
         raise _translate(client, e) from e
 
 
-def unlink_calls(client: Any, names: Sequence[bytes | str]) -> list[Call]:
-    """Calls that unlink ``names``: one ``UNLINK`` for all of them, or one per key on Cluster
-    (where a multi-key command must stay within one hash slot)."""
-    if not names:
-        return []
+def _pack(commands: Sequence[Sequence[Any]]) -> bytes:
+    parts: list[bytes] = []
+    for args in commands:
+        parts.append(b"*%d\r\n" % len(args))
+        for arg in args:
+            data = arg if isinstance(arg, bytes) else str(arg).encode()
+            parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(parts)
+
+
+def execute_plain(client: Any, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Send plain commands (no scripts) in one round trip and return their raw replies.
+
+    For the bulk tools, which send thousands of small commands per ``SCAN`` step: this skips
+    redis-py's per-command bookkeeping (a ``Command`` object, a response callback), which costs
+    more than Redis's own work for commands like ``PTTL``. ``client`` must be the node the keys
+    live on (a step of ``scan_batches`` names it); a Cluster client falls back to a routed
+    pipeline.
+    """
     if _is_cluster(client):
-        return [Call.command("UNLINK", name) for name in names]
-    return [Call.command("UNLINK", *names)]
+        return execute(client, [Call.command(*args) for args in commands])
+    return execute_packed(client, _pack(commands), len(commands))
+
+
+def execute_packed(client: Any, packed: bytes, count: int) -> list[Any]:
+    """Send ``count`` commands already in the Redis protocol (``packed``) to one node, in one
+    round trip, and return their raw replies. The fastest path, for the hottest loops (a
+    session walk builds its commands from a byte template)."""
+    if not count:
+        return []
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        connection.send_packed_command([packed])
+        read = connection.read_response
+        replies = [read() for _ in range(count)]
+    except RedisError as e:
+        connection.disconnect()  # replies may still be in flight: never reuse it
+        raise _translate(client, e) from e
+    finally:
+        pool.release(connection)
+    return replies
+
+
+def unlink(client: Any, names: Sequence[bytes | str]) -> int:
+    """Unlink ``names`` (wherever they live) and return how many existed: one ``UNLINK`` for all
+    of them, or one per key on Cluster (where a multi-key command must stay within one slot)."""
+    if not names:
+        return 0
+    if _is_cluster(client):
+        return sum(execute(client, [Call.command("UNLINK", name) for name in names]))
+    return int(execute_plain(client, [("UNLINK", *names)])[0])

@@ -119,7 +119,7 @@ def _from_redis(
 ) -> Source:
     """Sessions in the Redis of another engine: ``SCAN`` then ``GET`` + ``PTTL`` per step."""
     seen = 0
-    for names, done in scan_batches(client, pattern):
+    for _, names, done in scan_batches(client, pattern):
         seen += len(names)
         wanted = [(name, key_of(name.decode())) for name in names]
         wanted = [(name, key) for name, key in wanted if key is not None]

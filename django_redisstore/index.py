@@ -216,7 +216,7 @@ def prune_indexes() -> tuple[int, int]:
     """
     indexes = pruned = 0
     batch: list[bytes] = []
-    for names, _ in scan_batches(get_client(), keys.user_index_pattern()):
+    for _, names, _ in scan_batches(get_client(), keys.user_index_pattern()):
         batch += names
         while len(batch) >= _PRUNE_BATCH:
             chunk, batch = batch[:_PRUNE_BATCH], batch[_PRUNE_BATCH:]
@@ -233,7 +233,7 @@ async def aprune_indexes() -> tuple[int, int]:
     """The async twin of ``prune_indexes``."""
     indexes = pruned = 0
     batch: list[bytes] = []
-    async for names, _ in ascan_batches(get_async_client(), keys.user_index_pattern()):
+    async for _, names, _ in ascan_batches(get_async_client(), keys.user_index_pattern()):
         batch += names
         while len(batch) >= _PRUNE_BATCH:
             chunk, batch = batch[:_PRUNE_BATCH], batch[_PRUNE_BATCH:]
