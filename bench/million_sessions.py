@@ -15,7 +15,8 @@ Run from the repository root::
     python bench/million_sessions.py -n 100000  # a quicker run
 
 Needs ``redis-server`` and ``redis-cli`` on PATH (or ``REDIS_SERVER``), and the packages of the
-test suite. The figures in README.rst ("Operating sessions") come from this script.
+test suite. ``--repeat 3`` shows the best of three runs (on a busy machine). The figures in
+README.rst ("Operating sessions") come from this script.
 """
 
 from __future__ import annotations
@@ -221,6 +222,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--sessions", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of everything; the best time of each is shown"
+    )
     options = parser.parse_args()
 
     from tests.redis_servers import RedisServer
@@ -239,24 +243,39 @@ def main() -> None:
             f"redis-py {redis.__version__}, {count:,} sessions",
             flush=True,
         )
-        loaded = load(server.url, server.port, count, options.seed)
-        memory = client.info("memory")["used_memory"]
-        print(
-            f"# loaded in {loaded:.1f} s; Redis used_memory {memory / 2**20:,.0f} MiB", flush=True
-        )
+        best: dict[str, dict[str, Any]] = {}
 
-        rows = []
-        inspect = measure(server.url, "sessions", "inspect", "--format", "json")
-        rows.append(("sessions inspect (summary)", inspect))
-        user = measure(server.url, "sessions", "purge", "--user", HEAVY_USER, "--yes")
-        rows.append((f"sessions purge --user ({HEAVY_SESSIONS:,} sessions)", user))
-        purge_all = measure(server.url, "sessions", "purge", "--all", "--yes")
-        rows.append(("sessions purge --all", purge_all))
-        left = client.dbsize()
+        def keep(label: str, result: dict[str, Any]) -> None:
+            if label not in best or result["seconds"] < best[label]["seconds"]:
+                best[label] = result
 
-        load(server.url, server.port, count, options.seed)
-        bare = measure(server.url, mode="--bare-loop")
-        rows.append(("bare SCAN + UNLINK loop (redis-py)", bare))
+        left = 0
+        for run in range(options.repeat):
+            loaded = load(server.url, server.port, count, options.seed)
+            memory = client.info("memory")["used_memory"]
+            print(
+                f"# run {run + 1}: loaded in {loaded:.1f} s; Redis memory "
+                f"{memory / 2**20:,.0f} MiB",
+                flush=True,
+            )
+            keep(
+                "sessions inspect (summary)",
+                measure(server.url, "sessions", "inspect", "--format", "json"),
+            )
+            keep(
+                f"sessions purge --user ({HEAVY_SESSIONS:,} sessions)",
+                measure(server.url, "sessions", "purge", "--user", HEAVY_USER, "--yes"),
+            )
+            keep(
+                "sessions purge --all", measure(server.url, "sessions", "purge", "--all", "--yes")
+            )
+            left += client.dbsize()
+            load(server.url, server.port, count, options.seed)
+            keep("bare SCAN + UNLINK loop (redis-py)", measure(server.url, mode="--bare-loop"))
+            left += client.dbsize()
+        rows = list(best.items())
+        purge_all = best["sessions purge --all"]
+        bare = best["bare SCAN + UNLINK loop (redis-py)"]
 
         print()
         header = ("operation", "seconds", "process wall s", "peak RSS MB")
@@ -269,7 +288,7 @@ def main() -> None:
             )
         ratio = purge_all["seconds"] / bare["seconds"]
         print()
-        print(f"purge --all / bare loop: {ratio:.2f}x; keys left after purge --all: {left}")
+        print(f"purge --all / bare loop: {ratio:.2f}x; keys left after the deletions: {left}")
         client.close()
     finally:
         server.stop()
