@@ -49,7 +49,9 @@ Progress = Callable[[float, int], None]
 
 #: ``SCAN`` hint: keys per step. Larger steps mean fewer round trips, longer single commands.
 SCAN_COUNT = 1000
-#: ``MEMORY USAGE`` is asked of one session in this many (it is exact per key, but costs a call).
+#: ``MEMORY USAGE`` is asked of the first sessions a walk meets (``SCAN`` order is the hash
+#: table's: as good as random), then of one in ``MEMORY_SAMPLE_EVERY``.
+MEMORY_SAMPLE_ALL = 1000
 MEMORY_SAMPLE_EVERY = 100
 #: Bucket edges (seconds) of the TTL and age histograms, and their labels.
 HISTOGRAM_EDGES = (3600, 86400, 7 * 86400, 14 * 86400)
@@ -116,7 +118,11 @@ def _walk(
             packed = [_READ_HEADER % (len(name), name, len(name), name) for name in names]
             sampled = []
             if memory is not None:
-                sampled = names[-seen % MEMORY_SAMPLE_EVERY :: MEMORY_SAMPLE_EVERY]
+                sampled = [
+                    name
+                    for i, name in enumerate(names, seen)
+                    if i < MEMORY_SAMPLE_ALL or i % MEMORY_SAMPLE_EVERY == 0
+                ]
                 packed += [_MEMORY_USAGE % (len(name), name) for name in sampled]
             seen += len(names)
             replies = execute_packed(node, b"".join(packed), 2 * len(names) + len(sampled))

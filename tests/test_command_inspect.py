@@ -28,7 +28,7 @@ def test_summary_counts_signed_in_and_anonymous_sessions_and_users() -> None:
     assert summary["authenticated"] == 5
     assert summary["anonymous"] == 2
     assert summary["users"] == 3
-    assert summary["top_users"][0] == {"user": "1", "sessions": 3}
+    assert summary["top_users"][0] == {"user": "1", "username": None, "sessions": 3}
     assert sum(b["sessions"] for b in summary["ttl_histogram"]) == 7
     assert sum(b["sessions"] for b in summary["age_histogram"]) == 7
     assert summary["memory_samples"] >= 1 and summary["memory_bytes"] > 0
@@ -151,8 +151,18 @@ def test_inspect_user_by_username_or_pk_lists_their_sessions() -> None:
     assert ids == {name_of(first).rsplit(":", 1)[1], name_of(second).rsplit(":", 1)[1]}
     assert by_pk["user"] == by_name["user"]
     assert {s["id"] for s in by_pk["sessions"]} == ids
-    assert "grace" not in sessions("inspect", "--user", "grace")  # lists ids, by pk
-    assert "2 sessions" in sessions("inspect", "--user", "grace")
+    assert f"User {user.pk} (grace): 2 sessions" in sessions("inspect", "--user", "grace")
+
+
+@pytest.mark.django_db
+def test_summary_names_top_users_from_the_database() -> None:
+    user = get_user_model().objects.create_user("hedy", password="pw")
+    make_session(user.pk)
+
+    assert sessions_json("inspect")["top_users"] == [
+        {"user": str(user.pk), "username": "hedy", "sessions": 1}
+    ]
+    assert f"{user.pk} (hedy)" in sessions("inspect")
 
 
 @pytest.mark.django_db

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import DatabaseError
 
@@ -96,8 +96,9 @@ class Command(BaseCommand):
             "purge",
             help="End the sessions that exactly one selector picks.",
             description="End sessions (their users are signed out). Give exactly one selector. "
-            "Asks for confirmation on a terminal unless --yes is given, and refuses without "
-            "one. Only this engine's keys (REDISSTORE_KEY_PREFIX) are touched.",
+            "Asks for confirmation on a terminal unless --yes is given, and refuses when there "
+            "is no terminal to ask on. Only this engine's keys (REDISSTORE_KEY_PREFIX) are "
+            "touched.",
         )
         chosen = purge.add_argument_group("selectors (give exactly one)")
         chosen.add_argument("--all", action="store_true", help="every session")
@@ -156,7 +157,7 @@ class Command(BaseCommand):
         action = {"inspect": self.inspect, "purge": self.purge, "import": self.import_}
         try:
             action[options["action"]](options)
-        except RedisStoreError as e:
+        except (RedisStoreError, ImproperlyConfigured) as e:
             raise CommandError(str(e)) from e
 
     # Output helpers ------------------------------------------------------------------------
@@ -189,6 +190,7 @@ class Command(BaseCommand):
             if bar:
                 bar.close()
         labels = operations.HISTOGRAM_LABELS
+        names = usernames([user for user, _ in summary.top_users])
         if options["format"] == "json":
             return self.emit_json(
                 {
@@ -197,7 +199,10 @@ class Command(BaseCommand):
                     "authenticated": summary.authenticated,
                     "anonymous": summary.anonymous,
                     "users": summary.users,
-                    "top_users": [{"user": u, "sessions": n} for u, n in summary.top_users],
+                    "top_users": [
+                        {"user": u, "username": names.get(u), "sessions": n}
+                        for u, n in summary.top_users
+                    ],
                     "ttl_histogram": [
                         {"range": label, "sessions": n}
                         for label, n in zip(labels, summary.ttl_histogram, strict=True)
@@ -230,7 +235,8 @@ class Command(BaseCommand):
         if summary.top_users:
             write(self.style.MIGRATE_HEADING("Top users by sessions"))
             for user, count in summary.top_users:
-                write(f"  {user:<24} {count:>8,}")
+                label = f"{user} ({names[user]})" if user in names else user
+                write(f"  {label:<32} {count:>8,}")
         for title, counts in (
             ("Time to live", summary.ttl_histogram),
             ("Age", summary.age_histogram),
@@ -260,7 +266,9 @@ class Command(BaseCommand):
         sessions = [describe(info) for info in index.user_sessions(user_id)]
         if options["format"] == "json":
             return self.emit_json({"user": user_id, "sessions": sessions})
-        self.stdout.write(f"User {user_id}: {plural(len(sessions))}")
+        name = usernames([user_id]).get(user_id)
+        shown = f"{user_id} ({name})" if name else user_id
+        self.stdout.write(f"User {shown}: {plural(len(sessions))}")
         if sessions:
             self.stdout.write(
                 f"  {'id':<22}  {'created':<25}  {'saved':<25}  {'ttl':>8}  {'size':>6}"
@@ -400,6 +408,18 @@ def histogram(labels: tuple[str, ...], counts: list[int], width: int = 40) -> li
         f"  {label:<9} {block * round(width * n / top):<{width}} {n:>12,}"
         for label, n in zip(labels, counts, strict=True)
     ]
+
+
+def usernames(user_ids: list[str]) -> dict[str, str]:
+    """Usernames of the users with these ids, where the database has them (for display)."""
+    if not user_ids:
+        return {}
+    model = get_user_model()
+    try:
+        found = model._default_manager.in_bulk(user_ids)
+    except Exception:  # no database, no table, ids of another type: show the ids alone
+        return {}
+    return {str(pk): str(user.get_username()) for pk, user in found.items()}
 
 
 def check_key(session_key: str) -> str:
