@@ -343,16 +343,31 @@ def scan_batches(client: redis.Redis, match: str, count: int = 1000) -> Iterator
 async def ascan_batches(
     client: redis.asyncio.Redis, match: str, count: int = 1000
 ) -> AsyncIterator[Scanned]:
-    """The async twin of ``scan_batches``."""
-    nodes = _nodes(client)
+    """The async twin of ``scan_batches``. On Cluster each step names the cluster client (the
+    async client has no per-node clients): commands about its keys are routed by key."""
     try:
-        for done, node in enumerate(nodes):
-            cursor = 0
-            while True:
-                cursor, names = await node.scan(cursor, match=match, count=count)
-                yield Scanned(node, names, (done + scan_progress(cursor)) / len(nodes))
-                if not cursor:
-                    break
+        if _is_cluster(client):
+            cluster: Any = client  # SCAN replies there are ({node: cursor}, keys)
+            await cluster.initialize()  # discovers the nodes
+            primaries = cluster.get_primaries()
+            for done, node in enumerate(primaries):
+                cursor = 0
+                while True:
+                    cursors, names = await cluster.scan(
+                        cursor, match=match, count=count, target_nodes=node
+                    )
+                    cursor = cursors[node.name]
+                    progress = (done + scan_progress(cursor)) / len(primaries)
+                    yield Scanned(cluster, names, progress)
+                    if not cursor:
+                        break
+            return
+        cursor = 0
+        while True:
+            cursor, found = await client.scan(cursor, match=match, count=count)
+            yield Scanned(client, found, scan_progress(cursor))  # type: ignore[arg-type]
+            if not cursor:
+                break
     except RedisError as e:
         raise _translate(client, e) from e
 
