@@ -29,6 +29,8 @@ from .scripts import Call
 
 logger = logging.getLogger("django_redisstore")
 
+UTC = timezone.utc
+
 #: User indexes examined per pipeline when ``clearsessions`` walks all of them.
 _PRUNE_BATCH = 200
 
@@ -53,13 +55,17 @@ class SessionInfo:
 
 
 def utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    return datetime.fromtimestamp(timestamp, tz=UTC)
 
 
 def session_info(
     sid: str, record: codec.Record, data: dict[str, Any], pttl: int, now: float
 ) -> SessionInfo:
-    """The record of a session read from Redis (``pttl`` in milliseconds, as ``PTTL`` says)."""
+    """The record of a session read from Redis (``pttl`` in milliseconds, as ``PTTL`` says).
+
+    A key without a TTL (``PTTL`` -1: the engine never writes one, but someone may have run
+    ``PERSIST``) is still a live session: its ``ttl`` is -1 and ``expires_at`` the end of time.
+    """
     user = data.get("_auth_user_id")
     return SessionInfo(
         id=sid,
@@ -67,8 +73,8 @@ def session_info(
         created=utc(record.created),
         saved=utc(record.saved),
         size=record.size,
-        expires_at=utc(now + pttl / 1000),
-        ttl=pttl // 1000,
+        expires_at=utc(now + pttl / 1000) if pttl >= 0 else datetime.max.replace(tzinfo=UTC),
+        ttl=pttl // 1000 if pttl >= 0 else -1,
     )
 
 
@@ -119,7 +125,7 @@ def sessions_flow(user_ids: Sequence[str]) -> Flow[tuple[dict[str, list[SessionI
     stale: dict[str, list[str]] = {}
     for (user, sid), blob, pttl in zip(listed, replies[0::2], replies[1::2], strict=True):
         info = None
-        if blob is not None and pttl > 0:
+        if blob is not None and pttl != -2:  # -2: gone since the GET
             try:
                 record, data = decoder.decode_stored(keys.session_name(sid), blob)
             except codec.InvalidRecord:

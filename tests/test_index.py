@@ -236,3 +236,14 @@ def test_importing_the_package_loads_neither_the_engine_nor_settings() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_session_someone_made_persistent_stays_listed(redis_client: redis.Redis) -> None:
+    session = signed_in(7)
+    redis_client.persist(keys.session_name(sid_of(session)))
+
+    (info,) = django_redisstore.user_sessions(7)
+
+    assert info.ttl == -1
+    assert info.expires_at.year == 9999
+    assert index_members(redis_client, "7") == {sid_of(session)}
