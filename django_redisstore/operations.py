@@ -2,7 +2,7 @@
 run. The command only parses arguments and formats what these functions return.
 
 Everything streams: the keyspace is walked with ``SCAN ... MATCH <prefix>:s:* COUNT 1000``
-(never ``KEYS``), each reply is handled with one or two pipelines and then forgotten, so memory
+(never ``KEYS``), each reply is handled with a few pipelines and then forgotten, so memory
 stays flat however many sessions there are. Only keys of this prefix are read or deleted.
 
 Most of the walk reads only each record's 34-byte header (``GETRANGE 0 33``) and its ``PTTL``:

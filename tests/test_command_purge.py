@@ -209,3 +209,20 @@ def test_bad_input_exits_non_zero_from_the_command_line() -> None:
 
     assert result.returncode != 0
     assert "CommandError: --idle-over: '12x' is not a duration" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("45m", 2700),
+        ("12h", 43200),
+        ("7d", 604800),
+        ("2w", 1209600),
+        ("1d12h", 129600),
+    ],
+)
+def test_durations(text: str, seconds: int) -> None:
+    from django_redisstore.operations import parse_duration
+
+    assert parse_duration(text) == seconds
