@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError
 
 from django_redisstore import keys
+from django_redisstore.session import SessionStore
 
 from .command_helpers import Terminal, alive, make_session, name_of, sessions, sessions_json
 
@@ -226,3 +228,37 @@ def test_durations(text: str, seconds: int) -> None:
     from django_redisstore.operations import parse_duration
 
     assert parse_duration(text) == seconds
+
+
+def test_no_session_created_during_purge_all_is_left_out_of_its_index(
+    redis_client: redis.Redis, redisstore: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_redisstore import operations
+
+    monkeypatch.setattr(operations, "SCAN_COUNT", 10)  # a long walk: a wide window for races
+    for _ in range(300):
+        make_session(7)
+    stop = threading.Event()
+
+    def log_in_repeatedly() -> None:
+        while not stop.is_set():
+            make_session(7)
+
+    thread = threading.Thread(target=log_in_repeatedly)
+    thread.start()
+    try:
+        operations.purge_all(dry_run=False)
+    finally:
+        stop.set()
+        thread.join()
+
+    decoder = SessionStore()
+    live = set()
+    for name in redis_client.scan_iter(f"{redisstore}:s:*", count=1000):
+        blob = redis_client.get(name)
+        if blob is not None:
+            _, data = decoder.decode_stored(name.decode(), blob)
+            assert data["_auth_user_id"] == "7"
+            live.add(name.decode().rsplit(":", 1)[1])
+    indexed = {m.decode() for m in redis_client.zrange(keys.user_index_name("7"), 0, -1)}
+    assert live <= indexed
