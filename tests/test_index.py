@@ -247,3 +247,17 @@ def test_a_session_someone_made_persistent_stays_listed(redis_client: redis.Redi
     assert info.ttl == -1
     assert info.expires_at.year == 9999
     assert index_members(redis_client, "7") == {sid_of(session)}
+
+
+def test_listing_costs_two_round_trips_and_ending_one_more(round_trips: Any) -> None:
+    for _ in range(5):
+        signed_in(7)
+    django_redisstore.user_sessions(7)  # connects and loads nothing else: a warm client
+
+    round_trips.count = 0
+    assert len(django_redisstore.user_sessions(7)) == 5
+    assert round_trips.count == 2
+
+    round_trips.count = 0
+    assert django_redisstore.end_user_sessions(7) == 5
+    assert round_trips.count == 3
