@@ -26,6 +26,7 @@ TEST_DEPS = [
     "hypothesis>=6",
     "django-redis>=5.4",
     "playwright>=1.40",  # drives Debian's Chromium (/usr/bin/chromium); no browser download
+    "django-redis-sessions>=0.6",  # a source of `sessions import`
 ]
 
 

@@ -90,6 +90,11 @@ class Settings:
             raise ImproperlyConfigured("REDISSTORE_TRUSTED_PROXIES must be a list, not a string")
         return [str(item) for item in value]
 
+    @property
+    def REDACT_KEYS(self) -> tuple[str, ...]:
+        """Session keys that ``manage.py sessions inspect`` hides, besides ``_auth_user_hash``."""
+        return tuple(self._get("REDACT_KEYS", ()))
+
 
 def to_seconds(name: str, value: Any) -> int:
     """A duration setting as whole seconds: an int, or a ``timedelta``."""

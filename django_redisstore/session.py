@@ -1,8 +1,9 @@
 """The session engine: ``SESSION_ENGINE = "django_redisstore.session"``.
 
 Every operation is written once, as a *flow*: a generator that yields batches of Redis calls
-(``scripts.Call``) and receives their replies. ``_run`` drives a flow with the sync client and
-``_arun`` with the async one, so the sync and async APIs share all but the socket.
+(``scripts.Call``) and receives their replies. ``connection.run`` drives a flow with the sync
+client and ``connection.arun`` with the async one, so the sync and async APIs share all but the
+socket.
 
 Round trips: reading a session is one (``GET``, or a script that also slides its TTL), saving a
 change is one (a conditional write, plus index upkeep in the same pipeline), creating is one
@@ -14,9 +15,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Generator
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import django
 from django.conf import settings
@@ -32,12 +32,9 @@ from django.utils.crypto import get_random_string
 
 from . import codec, keys, merge
 from .conf import conf
-from .connection import aexecute, execute, get_async_client, get_client
+from .connection import Flow, arun, run
 from .exceptions import RedisStoreError
 from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH, Call
-
-T = TypeVar("T")
-Flow = Generator[list[Call], list[Any], T]
 
 security_logger = logging.getLogger("django.security.SuspiciousSession")
 
@@ -284,12 +281,14 @@ class SessionStore(SessionBase):
         *,
         create: bool,
         retire: tuple[str, str | None] | None = None,
+        lifetime: int | None = None,
     ) -> Flow[None]:
         """Write ``data``: a new record (``create``) or a conditional save of the one read.
 
         ``retire`` names a record (and its user) to delete in the same round trip: the old key
-        of ``cycle_key()``. On a conflicting save, merge and retry; a record that is gone is
-        never brought back.
+        of ``cycle_key()``. ``lifetime`` (seconds) replaces the expiry age as the record's TTL:
+        a session imported from another engine keeps the time it had left there. On a
+        conflicting save, merge and retry; a record that is gone is never brought back.
         """
         session_key = self.session_key
         assert session_key is not None
@@ -302,19 +301,20 @@ class SessionStore(SessionBase):
         for _ in range(_SAVE_ATTEMPTS):
             expiry = ours.get("_session_expiry")
             age = self.get_expiry_age(expiry=expiry)
+            ttl = age if lifetime is None else lifetime
             user = _user_of(ours)
             index_calls: list[Call] = []
             if self._user and self._user != user and not create:
                 index_calls.append(Call.command("ZREM", keys.user_index_name(self._user), sid))
-            if age <= 0:  # expired already: a session in the past is a session gone
+            if ttl <= 0:  # expired already: a session in the past is a session gone
                 yield [Call.command("DEL", name), *index_calls, *extra]
                 self._forget_record()
                 return
             until: float = 0
             if user:
                 until = self._until if user == self._user and not create else 0
-                if now + age > until:
-                    until = self._cap(self._index_until(now, age), now)
+                if now + ttl > until:
+                    until = self._cap(self._index_until(now, ttl), now)
                     index_calls.append(
                         INDEX_ADD.call(keys.user_index_name(user), sid, until, repr(now))
                     )
@@ -331,9 +331,9 @@ class SessionStore(SessionBase):
                 compress_min_size=conf.COMPRESS_MIN_SIZE,
             )
             if create:
-                write = Call.command("SET", name, blob, "NX", "PX", age * 1000)
+                write = Call.command("SET", name, blob, "NX", "PX", ttl * 1000)
             else:
-                write = SAVE.call(name, self._version, blob, age * 1000)
+                write = SAVE.call(name, self._version, blob, ttl * 1000)
             reply = (yield [write, *index_calls, *extra])[0]
             extra = []
             if create and reply is None:
@@ -354,6 +354,31 @@ class SessionStore(SessionBase):
             ours = self._merge_into(name, reply, base, mine)
             now = time.time()
         raise RedisStoreError(f"gave up saving {name} after {_SAVE_ATTEMPTS} conflicting writes")
+
+    def _import_flow(self, data: dict[str, Any], lifetime: int | None) -> Flow[bool]:
+        """Store ``data`` under this store's key for ``lifetime`` seconds (None: its expiry
+        age), unless a session already lives there: False then (``sessions import`` is
+        idempotent)."""
+        try:
+            yield from self._write_flow(data, time.time(), create=True, lifetime=lifetime)
+        except CreateError:
+            return False
+        return True
+
+    def decode_stored(self, name: str, blob: bytes) -> tuple[codec.Record, dict[str, Any]]:
+        """Verify and decode the bytes stored under the key ``name``, as a request's read does
+        (``SECRET_KEY`` first, then its fallbacks); raise ``codec.InvalidRecord`` if they fail.
+
+        For the tools that read other sessions than this store's own (``index``,
+        ``operations``): one store decodes any number of records.
+        """
+        error = codec.InvalidRecord("no secret to verify the record with")
+        for secret in keys.secrets():
+            try:
+                return self._read(name, blob, secret)
+            except codec.InvalidRecord as e:
+                error = e
+        raise error
 
     def _merge_into(
         self, name: str, current: bytes, base: dict[str, Any], mine: dict[str, Any]
@@ -422,27 +447,10 @@ class SessionStore(SessionBase):
 
     # Drivers -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _run(flow: Flow[T]) -> T:
-        # The client is fetched only once the flow has something to send: a flow that ends
-        # without I/O (a malformed key, nothing to save) costs no connection at all.
-        try:
-            calls = next(flow)
-            client = get_client()
-            while True:
-                calls = flow.send(execute(client, calls))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-
-    @staticmethod
-    async def _arun(flow: Flow[T]) -> T:
-        try:
-            calls = next(flow)
-            client = get_async_client()
-            while True:
-                calls = flow.send(await aexecute(client, calls))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    # The drivers live in ``connection`` (the bulk tools of ``index`` and ``operations`` use them
+    # too); these names stay for the methods below.
+    _run = staticmethod(run)
+    _arun = staticmethod(arun)
 
     # Django's contract, sync ---------------------------------------------------------------
 
@@ -472,7 +480,14 @@ class SessionStore(SessionBase):
 
     @classmethod
     def clear_expired(cls) -> None:
-        """Nothing to do: Redis expires sessions by itself (every record has a TTL)."""
+        """Prune the per-user index of entries whose session is gone (``manage.py clearsessions``).
+
+        Redis expires the sessions themselves. The summary goes to the ``django_redisstore``
+        logger at INFO (see README.rst, "Operating sessions").
+        """
+        from .index import prune_indexes
+
+        prune_indexes()
 
     # Django's contract, async (Django 5.1+) ---------------------------------------------------
 
@@ -503,7 +518,10 @@ class SessionStore(SessionBase):
 
     @classmethod
     async def aclear_expired(cls) -> None:
-        """Nothing to do: Redis expires sessions by itself (every record has a TTL)."""
+        """The async twin of ``clear_expired``."""
+        from .index import aprune_indexes
+
+        await aprune_indexes()
 
 
 def _persistent(data: dict[str, Any]) -> bool:

@@ -49,7 +49,6 @@ async def async_only(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
         raise SyncClientUsed("the async API used the sync Redis client")
 
     monkeypatch.setattr(connection, "get_client", forbidden)
-    monkeypatch.setattr("django_redisstore.session.get_client", forbidden)
     yield
     monkeypatch.undo()
     await connection.get_async_client().aclose()
@@ -230,7 +229,7 @@ async def test_malformed_key_never_reaches_redis(monkeypatch: pytest.MonkeyPatch
     def forbidden() -> Any:
         raise AssertionError("a malformed key reached Redis")
 
-    monkeypatch.setattr("django_redisstore.session.get_async_client", forbidden)
+    monkeypatch.setattr(connection, "get_async_client", forbidden)
     store = SessionStore("ü" * 40)
     assert store.session_key is None
     assert await store.aload() == {}

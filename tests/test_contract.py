@@ -383,7 +383,6 @@ def test_malformed_key_is_never_sent_to_redis(
         raise AssertionError("a malformed key reached Redis")
 
     monkeypatch.setattr(connection, "get_client", no_redis)
-    monkeypatch.setattr("django_redisstore.session.get_client", no_redis)
     store = SessionStore(bad_key)
     assert store.session_key is None
     assert store.load() == {}
