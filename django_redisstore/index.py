@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 from . import codec, keys
 from .conf import conf
 from .connection import Flow, arun, ascan_batches, get_async_client, get_client, run, scan_batches
+from .middleware import Device, device_of
 from .scripts import Call
 
 logger = logging.getLogger("django_redisstore")
@@ -52,6 +53,8 @@ class SessionInfo:
     expires_at: datetime
     #: Whole seconds left until ``expires_at``.
     ttl: int
+    #: The device record ``DeviceMiddleware`` keeps in the session (user agent, IP, last seen).
+    device: Device | None = None
 
 
 def utc(timestamp: float) -> datetime:
@@ -75,6 +78,7 @@ def session_info(
         size=record.size,
         expires_at=utc(now + pttl / 1000) if pttl >= 0 else datetime.max.replace(tzinfo=UTC),
         ttl=pttl // 1000 if pttl >= 0 else -1,
+        device=device_of(data),
     )
 
 
@@ -152,16 +156,19 @@ def _user_sessions_flow(user: Any) -> Flow[list[SessionInfo]]:
     return found[user_id]
 
 
-def _end_flow(user: Any, keep: str | None) -> Flow[int]:
-    """End ``user``'s sessions but the one whose cookie value is ``keep``: how many it ended.
+def _end_flow(user: Any, keep: str | None, ids: Collection[str] | None) -> Flow[int]:
+    """End ``user``'s sessions but the one whose cookie value is ``keep`` (only those whose
+    hashed id is in ``ids``, when given): how many it ended.
 
-    Only sessions verified to be the user's are deleted (a stale entry never ends someone
-    else's session), and only their entries leave the index.
+    Only sessions verified to be the user's are deleted (a stale entry, or an id of someone
+    else's session, never ends that session), and only their entries leave the index.
     """
     user_id = user_key(user)
     kept = keys.session_id(keep) if keep and keys.is_valid_session_key(keep) else None
     found, _ = yield from sessions_flow([user_id])
-    doomed = [info.id for info in found[user_id] if info.id != kept]
+    doomed = [
+        info.id for info in found[user_id] if info.id != kept and (ids is None or info.id in ids)
+    ]
     if not doomed:
         return 0
     replies = yield [
@@ -181,15 +188,23 @@ async def auser_sessions(user: Any) -> list[SessionInfo]:
     return await arun(_user_sessions_flow(user))
 
 
-def end_user_sessions(user: Any, keep: str | None = None) -> int:
+def end_user_sessions(
+    user: Any, keep: str | None = None, *, ids: Collection[str] | None = None
+) -> int:
     """End every session of ``user`` but the one with the session key ``keep`` (for "sign out
-    everywhere else": ``keep=request.session.session_key``); return how many were ended."""
-    return run(_end_flow(user, keep))
+    everywhere else": ``keep=request.session.session_key``); return how many were ended.
+
+    ``ids`` limits it to the sessions with those hashed ids (``SessionInfo.id``): "sign out
+    that device". Ids that are not the user's sessions are ignored.
+    """
+    return run(_end_flow(user, keep, ids))
 
 
-async def aend_user_sessions(user: Any, keep: str | None = None) -> int:
+async def aend_user_sessions(
+    user: Any, keep: str | None = None, *, ids: Collection[str] | None = None
+) -> int:
     """The async twin of ``end_user_sessions``."""
-    return await arun(_end_flow(user, keep))
+    return await arun(_end_flow(user, keep, ids))
 
 
 def _user_ids(index_names: Sequence[bytes]) -> list[str]:

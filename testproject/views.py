@@ -15,19 +15,10 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from django_redisstore import keys
-from django_redisstore.connection import execute, get_client
+from django_redisstore import end_user_sessions, keys, user_sessions
+from django_redisstore.connection import get_client
 from django_redisstore.middleware import DEVICE_KEY, device_of
-from django_redisstore.scripts import Call
 from django_redisstore.views import RememberMeLoginView
-
-try:  # the per-user index API (issue 3)
-    from django_redisstore import (  # type: ignore[attr-defined]
-        end_user_sessions,
-        user_sessions,
-    )
-except ImportError:  # replaced by django_redisstore.user_sessions once merged
-    from ._index_shim import end_user_sessions, user_sessions
 
 #: Session keys whose values the page never shows.
 _SECRET = re.compile(r"hash|secret|token|password|csrf", re.IGNORECASE)
@@ -66,7 +57,7 @@ def home(request: HttpRequest) -> HttpResponse:
     sid = _current_id(request)
     ttl = None
     if sid:
-        (pttl,) = execute(get_client(), [Call.command("PTTL", keys.session_name(sid))])
+        pttl = get_client().pttl(keys.session_name(sid))
         ttl = pttl // 1000 if pttl >= 0 else None
     context = {
         "session_id": sid,
@@ -86,8 +77,7 @@ def sessions(request: HttpRequest) -> HttpResponse:
     current = _current_id(request)
     rows = []
     for record in user_sessions(request.user):
-        data = getattr(record, "data", None) or {}
-        device = device_of(data)
+        device = record.device
         rows.append(
             {
                 "record": record,
@@ -116,15 +106,7 @@ def end_one(request: HttpRequest, session_id: str) -> HttpResponse:
     if session_id == _current_id(request):
         logout(request)
         return redirect("login")
-    if session_id not in {record.id for record in user_sessions(request.user)}:
+    if not end_user_sessions(request.user, ids={session_id}):
         raise Http404("No such session of yours.")
-    index = keys.user_index_name(str(request.user.pk))
-    execute(
-        get_client(),
-        [
-            Call.command("DEL", keys.session_name(session_id)),
-            Call.command("ZREM", index, session_id),
-        ],
-    )
     messages.success(request, "Signed out that session.")
     return redirect("sessions")

@@ -261,3 +261,42 @@ def test_listing_costs_two_round_trips_and_ending_one_more(round_trips: Any) -> 
     round_trips.count = 0
     assert django_redisstore.end_user_sessions(7) == 5
     assert round_trips.count == 3
+
+
+def test_end_user_sessions_with_ids_ends_only_those_of_the_user(redis_client: redis.Redis) -> None:
+    first, second, other = signed_in(7), signed_in(7), signed_in(8)
+
+    ended = django_redisstore.end_user_sessions(7, ids={sid_of(first), sid_of(other)})
+
+    assert ended == 1  # the other user's id is ignored, not ended
+    assert [info.id for info in django_redisstore.user_sessions(7)] == [sid_of(second)]
+    assert redis_client.exists(keys.session_name(sid_of(other))) == 1
+    assert index_members(redis_client, "7") == {sid_of(second)}
+
+
+async def test_aend_user_sessions_with_ids(async_clients: None) -> None:
+    first, second = signed_in(7), signed_in(7)
+
+    assert await django_redisstore.aend_user_sessions(7, ids={sid_of(second)}) == 1
+
+    assert [info.id for info in await django_redisstore.auser_sessions(7)] == [sid_of(first)]
+
+
+def test_records_carry_the_device_record_of_the_session() -> None:
+    with_device = signed_in(
+        7,
+        _redisstore_device={
+            "ua": "Mozilla/5.0 (X11; Linux) Firefox/130.0",
+            "ip": "203.0.113.9",
+            "seen": 1_700_000_000,
+        },
+    )
+    without = signed_in(7)
+
+    devices = {info.id: info.device for info in django_redisstore.user_sessions(7)}
+
+    assert devices[sid_of(without)] is None
+    device = devices[sid_of(with_device)]
+    assert device is not None
+    assert (device.ip, device.label) == ("203.0.113.9", "Firefox on Linux")
+    assert device.last_seen == datetime.fromtimestamp(1_700_000_000, timezone.utc)
