@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from redis.connection import parse_url
+from redis.exceptions import RedisError, ResponseError
 
 from .conf import conf
 
@@ -115,5 +117,88 @@ def _without_password(url: str) -> str:
     return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else url
 
 
+def check_durability(**kwargs: Any) -> list[CheckMessage]:
+    """``check --deploy``: would Redis evict sessions, or lose them all on a restart?
+
+    Reads the server's settings with ``CONFIG GET``; where a managed Redis forbids ``CONFIG``,
+    falls back to ``INFO`` for what it tells, and says what it could not check.
+    """
+    if not _engine_in_use() or bool(conf.URL) == bool(conf.CACHE_ALIAS):
+        return []  # check_connection reports the configuration error
+    from .connection import describe, get_client
+
+    try:
+        client = get_client()
+    except ImproperlyConfigured:
+        return []
+    try:
+        try:
+            config = {
+                name: _text(client.config_get(name).get(name))
+                for name in ("maxmemory-policy", "save", "appendonly")
+            }
+        except ResponseError:  # CONFIG renamed or not allowed (NOPERM): ask INFO instead
+            config = {
+                "maxmemory-policy": _text(client.info("memory").get("maxmemory_policy")),
+                "appendonly": "yes" if client.info("persistence").get("aof_enabled") else None,
+                "save": None,
+            }
+    except RedisError as e:
+        return [
+            Info(
+                f"Could not ask Redis at {describe(client)} how it keeps sessions: {e}",
+                hint="Run check --deploy where Redis is reachable to learn whether it can evict "
+                "or lose sessions.",
+                id="django_redisstore.I011",
+            )
+        ]
+    return _durability_messages(config)
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _durability_messages(config: dict[str, str | None]) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    policy = config["maxmemory-policy"]
+    if policy is not None and policy != "noeviction":
+        messages.append(
+            Warning(
+                f"Redis may evict sessions when it runs out of memory "
+                f"(maxmemory-policy is {policy}): their users would be signed out.",
+                hint="Set 'maxmemory-policy noeviction' in redis.conf (or CONFIG SET "
+                "maxmemory-policy noeviction) on the Redis that keeps sessions, and give it "
+                "enough memory. volatile-* policies evict sessions too: every session has a TTL.",
+                id="django_redisstore.W010",
+            )
+        )
+    if config["appendonly"] == "yes":
+        return messages
+    if config["save"] == "" and config["appendonly"] == "no":
+        messages.append(
+            Warning(
+                "Redis keeps nothing on disk (no RDB save points and appendonly no): a restart "
+                "signs every user out.",
+                hint="Turn on the append-only file in redis.conf ('appendonly yes', with "
+                "'appendfsync everysec', or 'always' to lose no acknowledged save), or at least "
+                "RDB snapshots ('save 3600 1 300 100 60 10000').",
+                id="django_redisstore.W011",
+            )
+        )
+    elif config["save"] is None:
+        messages.append(
+            Info(
+                "Redis does not allow CONFIG: could not check whether it keeps sessions on "
+                "disk across a restart (its append-only file is off).",
+                hint="Check your Redis provider's persistence settings (append-only file or "
+                "snapshots) for the database that keeps sessions.",
+                id="django_redisstore.I010",
+            )
+        )
+    return messages
+
+
 def register_checks() -> None:
     register(check_connection, "sessions")
+    register(check_durability, "sessions", Tags.security, deploy=True)

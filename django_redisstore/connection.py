@@ -59,6 +59,7 @@ def _config_key() -> tuple[Any, ...]:
         conf.CACHE_ALIAS,
         conf.CONNECT_TIMEOUT,
         conf.SOCKET_TIMEOUT,
+        conf.RETRIES,
         repr(sorted(conf.CONNECTION_OPTIONS.items())),
     )
 
@@ -74,8 +75,15 @@ def _client_options() -> dict[str, Any]:
 
 
 def _retry(module: Any) -> Any:
-    # Transient connection errors are retried twice with a short backoff, never endlessly.
-    return module.retry.Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
+    # A broken connection (Redis restarted, a proxy cut it) is re-dialled REDISSTORE_RETRIES
+    # times with a short backoff, never endlessly. Timeouts are not retried: a server that
+    # stalled past SOCKET_TIMEOUT will not answer 20 ms later, and each retry would add a whole
+    # timeout to the time the request hangs.
+    return module.retry.Retry(
+        ExponentialBackoff(cap=0.2, base=0.02),
+        conf.RETRIES,
+        supported_errors=(redis.ConnectionError,),
+    )
 
 
 def _cache_client(alias: str) -> redis.Redis:

@@ -13,3 +13,10 @@ class ConnectionInterrupted(RedisStoreError):
     The message names the Redis address (never its password). The session is neither read as
     empty nor deleted: the request fails instead of silently signing its user out.
     """
+
+
+class SessionTooLarge(RedisStoreError):
+    """A save was refused because the serialized session is over ``REDISSTORE_MAX_SIZE``.
+
+    Raised before anything is sent to Redis: the stored session keeps its previous data.
+    """
