@@ -58,11 +58,21 @@ class SessionStore(SessionBase):
         async def _aget_session(self, no_load: bool = False) -> dict[str, Any]: ...
 
     def __init__(self, session_key: str | None = None) -> None:
-        super().__init__(session_key)
-        self._forget_record()
         #: Set when Redis failed the read and REDISSTORE_ON_REDIS_ERROR is "anonymous": the
         #: session is served empty and nothing may be written for the rest of this request.
         self._degraded = False
+        super().__init__(session_key)
+        self._forget_record()
+
+    @property
+    def modified(self) -> bool:
+        """Never true for a degraded session: ``SessionMiddleware`` then neither saves the
+        empty stand-in over the stored record nor rewrites the cookie."""
+        return self._modified and not self._degraded
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._modified = value
 
     # State of the record this object last read or wrote -------------------------------------
 
@@ -341,7 +351,11 @@ class SessionStore(SessionBase):
             return {}
         if not isinstance(error, ConnectionInterrupted) or conf.ON_REDIS_ERROR != "anonymous":
             return None
-        logger.warning("Serving this request without its session (kept for later): %s", error)
+        logger.warning(
+            "Serving this request without its session (kept in Redis, not saved in this "
+            "request): %s",
+            error,
+        )
         self._degraded = True
         return {}
 
@@ -350,7 +364,7 @@ class SessionStore(SessionBase):
 
         Saving the empty stand-in (or a change made to it) would overwrite the real record.
         """
-        if self._degraded and self.modified:
+        if self._degraded and self._modified:
             logger.warning("Dropping this request's session changes: Redis failed its read")
         return self._degraded
 
