@@ -130,7 +130,8 @@ class SessionStore(SessionBase):
 
     def _load_flow(self) -> Flow[dict[str, Any]]:
         session_key = self.session_key
-        assert session_key is not None
+        if session_key is None:  # load() without a (valid) key: no session, and no round trip
+            return {}
         now = time.time()
         sid = keys.session_id(session_key)
         name = keys.session_name(sid)
