@@ -117,6 +117,37 @@ def _without_password(url: str) -> str:
     return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else url
 
 
+def check_failure_policy(**kwargs: Any) -> list[CheckMessage]:
+    """The reliability settings: a typo there would silently change what an outage does."""
+    if not _engine_in_use():
+        return []
+    errors: list[CheckMessage] = []
+    policy = getattr(settings, "REDISSTORE_ON_REDIS_ERROR", "raise")
+    if policy not in ("raise", "anonymous"):
+        errors.append(
+            Error(
+                f"REDISSTORE_ON_REDIS_ERROR is {policy!r}.",
+                hint="Set it to 'raise' (the default: the request fails, with a 503 through "
+                "RedisUnavailableMiddleware) or 'anonymous' (served without its session).",
+                id="django_redisstore.E010",
+            )
+        )
+    for name, minimum in (("RETRIES", 0), ("RETRY_AFTER", 0), ("MAX_SIZE", 1)):
+        value = getattr(settings, "REDISSTORE_" + name, minimum)
+        if name == "MAX_SIZE" and value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            errors.append(
+                Error(
+                    f"REDISSTORE_{name} is {value!r}.",
+                    hint=f"Set it to a whole number of at least {minimum}"
+                    + (", or None for no limit." if name == "MAX_SIZE" else "."),
+                    id="django_redisstore.E011",
+                )
+            )
+    return errors
+
+
 def check_durability(**kwargs: Any) -> list[CheckMessage]:
     """``check --deploy``: would Redis evict sessions, or lose them all on a restart?
 
@@ -201,4 +232,5 @@ def _durability_messages(config: dict[str, str | None]) -> list[CheckMessage]:
 
 def register_checks() -> None:
     register(check_connection, "sessions")
+    register(check_failure_policy, "sessions")
     register(check_durability, "sessions", Tags.security, deploy=True)

@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.core.management import call_command
 
-from django_redisstore.checks import check_durability
+from django_redisstore.checks import check_durability, check_failure_policy
 
 from .redis_servers import RedisServer, free_port
 
@@ -126,3 +126,28 @@ def test_nothing_is_checked_when_the_engine_is_not_in_use(
     admin.config_set("maxmemory-policy", "allkeys-lru")
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
     assert ids() == []
+
+
+# The reliability settings themselves (not deploy-only) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("ON_REDIS_ERROR", "raise", []),
+        ("ON_REDIS_ERROR", "anonymous", []),
+        ("ON_REDIS_ERROR", "anon", ["django_redisstore.E010"]),
+        ("RETRIES", 0, []),
+        ("RETRIES", -1, ["django_redisstore.E011"]),
+        ("RETRIES", "2", ["django_redisstore.E011"]),
+        ("RETRY_AFTER", 1.5, ["django_redisstore.E011"]),
+        ("MAX_SIZE", None, []),
+        ("MAX_SIZE", 0, ["django_redisstore.E011"]),
+        ("MAX_SIZE", 4096, []),
+    ],
+)
+def test_reliability_settings_are_checked(
+    settings: Any, name: str, value: Any, expected: list[str]
+) -> None:
+    setattr(settings, "REDISSTORE_" + name, value)
+    assert [message.id for message in check_failure_policy()] == expected
