@@ -18,7 +18,14 @@ import redis
 import redis.asyncio
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .conf import conf
@@ -171,10 +178,18 @@ def describe(client: redis.Redis | redis.asyncio.Redis) -> str:
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
+#: Answers meaning "this server cannot take the command now" (full under noeviction, a replica
+#: after a failover, a cluster re-sharding): an outage for the request, like a dropped link.
+_UNAVAILABLE = (OutOfMemoryError, ReadOnlyError, ClusterDownError, TryAgainError)
+
+
 def _translate(client: Any, error: RedisError) -> RedisStoreError:
     if isinstance(error, (redis.ConnectionError, RedisTimeoutError)):
         kind = "timed out" if isinstance(error, RedisTimeoutError) else "is unreachable"
         return ConnectionInterrupted(f"Redis at {describe(client)} {kind}: {error}")
+    if isinstance(error, _UNAVAILABLE):
+        where = describe(client)
+        return ConnectionInterrupted(f"Redis at {where} cannot take the command now: {error}")
     return RedisStoreError(f"Redis at {describe(client)} answered with an error: {error}")
 
 

@@ -8,7 +8,8 @@ class RedisStoreError(Exception):
 
 
 class ConnectionInterrupted(RedisStoreError):
-    """Redis could not be reached, or did not answer in time.
+    """Redis could not be reached, did not answer in time, or cannot take the command now (out
+    of memory under ``noeviction``, a read-only replica, a cluster that is down).
 
     The message names the Redis address (never its password). The session is neither read as
     empty nor deleted: the request fails instead of silently signing its user out.

@@ -411,3 +411,47 @@ async def test_async_proxy_faults_mid_traffic_lose_no_acknowledged_save(
         )
     checked = await asyncio.to_thread(ledger.verify)
     report(f"proxy {fault}, asyncio", ledger, cycles, checked)
+
+
+# Redis that answers but cannot write ------------------------------------------------------------
+
+
+def test_a_full_redis_under_noeviction_is_an_outage_not_a_crash(
+    durable: RedisServer, settings: Any
+) -> None:
+    settings.MIDDLEWARE = [
+        "django_redisstore.unavailable.RedisUnavailableMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+    ]
+    client = Client(raise_request_exception=True)
+    assert client.get("/write/", {"a": "1"}).status_code == 200
+    admin = durable.client()
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)  # full: every write is refused with OOM
+    try:
+        session = SessionStore()
+        session["b"] = 2
+        with pytest.raises(ConnectionInterrupted, match="cannot take the command"):
+            session.save()
+        assert client.get("/read/").status_code == 200  # reads still work
+        response = client.get("/write/", {"a": "2"})
+        assert response.status_code == 503
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.close()
+    assert json.loads(client.get("/write/", {"c": "3"}).content) == {"a": "1", "c": "3"}
+
+
+def test_a_read_only_replica_is_an_outage_not_a_crash(durable: RedisServer, settings: Any) -> None:
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    replica = RedisServer("--replicaof", "127.0.0.1", str(durable.port)).start()
+    try:
+        settings.REDISSTORE_URL = replica.url
+        session = SessionStore()
+        session["a"] = 1
+        with pytest.raises(ConnectionInterrupted, match="cannot take the command"):
+            session.save()
+    finally:
+        replica.stop()
