@@ -15,7 +15,7 @@ import django
 import pytest
 import redis
 from django.conf import settings as django_settings
-from django.test import Client
+from django.test import AsyncClient, Client
 
 from django_redisstore import connection, keys
 from django_redisstore.exceptions import ConnectionInterrupted, SessionTooLarge
@@ -352,3 +352,19 @@ def test_clients_follow_the_retries_setting() -> None:
         assert connection.get_client() is not first
     finally:
         del django_settings.REDISSTORE_RETRIES
+
+
+@needs_async_sessions
+async def test_middleware_answers_503_under_asgi_too(proxy: TcpProxy, settings: Any) -> None:
+    settings.MIDDLEWARE = MIDDLEWARE_503
+    key = stored_session(a="1")
+    client = AsyncClient(raise_request_exception=True)
+    client.cookies[django_settings.SESSION_COOKIE_NAME] = key
+    proxy.set_mode(REFUSE)
+    response = await client.get("/read/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert_cookie_kept(response, key)
+    proxy.set_mode(FORWARD)
+    response = await client.get("/read/")
+    assert json.loads(response.content) == {"a": "1"}
