@@ -105,6 +105,23 @@ def test_a_redis_that_forbids_config_gets_what_info_tells_and_a_note(
         managed.stop()
 
 
+def test_an_acl_user_without_config_gets_the_same_fallback(
+    admin: redis.Redis, server: RedisServer, settings: Any
+) -> None:
+    admin.config_set("maxmemory-policy", "volatile-ttl")
+    admin.config_set("appendonly", "no")
+    admin.acl_setuser(
+        "sessions", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-config"]
+    )
+    try:
+        settings.REDISSTORE_URL = f"redis://sessions:pw@127.0.0.1:{server.port}/0"
+        assert ids() == ["django_redisstore.W010", "django_redisstore.I010"]
+        admin.acl_setuser("sessions", commands=["-info"])
+        assert ids() == ["django_redisstore.I011"]  # not even INFO: a note, not a crash
+    finally:
+        admin.acl_deluser("sessions")
+
+
 def test_an_unreachable_redis_is_an_info_not_a_crash(settings: Any) -> None:
     settings.REDISSTORE_URL = f"redis://127.0.0.1:{free_port()}/0"
     settings.REDISSTORE_CONNECT_TIMEOUT = 0.2
