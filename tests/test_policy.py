@@ -344,14 +344,11 @@ async def test_async_session_over_max_size_is_refused(
     assert list(redis_client.scan_iter(f"{redisstore}:*")) == []
 
 
-def test_clients_follow_the_retries_setting() -> None:
+def test_clients_follow_the_retries_setting(settings: Any) -> None:
     # A changed REDISSTORE_RETRIES makes a new client rather than reusing one built before.
     first = connection.get_client()
-    django_settings.REDISSTORE_RETRIES = 7  # type: ignore[misc]
-    try:
-        assert connection.get_client() is not first
-    finally:
-        del django_settings.REDISSTORE_RETRIES
+    settings.REDISSTORE_RETRIES = 7
+    assert connection.get_client() is not first
 
 
 @needs_async_sessions
