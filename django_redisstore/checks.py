@@ -10,9 +10,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from redis.connection import parse_url
+from redis.exceptions import RedisError, ResponseError
 
 from .conf import conf
 
@@ -176,6 +177,121 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
     return errors
 
 
+def check_failure_policy(**kwargs: Any) -> list[CheckMessage]:
+    """The reliability settings: a typo there would silently change what an outage does."""
+    if not _engine_in_use():
+        return []
+    errors: list[CheckMessage] = []
+    policy = getattr(settings, "REDISSTORE_ON_REDIS_ERROR", "raise")
+    if policy not in ("raise", "anonymous"):
+        errors.append(
+            Error(
+                f"REDISSTORE_ON_REDIS_ERROR is {policy!r}.",
+                hint="Set it to 'raise' (the default: the request fails, with a 503 through "
+                "RedisUnavailableMiddleware) or 'anonymous' (served without its session).",
+                id="django_redisstore.E010",
+            )
+        )
+    for name, minimum in (("RETRIES", 0), ("RETRY_AFTER", 0), ("MAX_SIZE", 1)):
+        value = getattr(settings, "REDISSTORE_" + name, minimum)
+        if name == "MAX_SIZE" and value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            errors.append(
+                Error(
+                    f"REDISSTORE_{name} is {value!r}.",
+                    hint=f"Set it to a whole number of at least {minimum}"
+                    + (", or None for no limit." if name == "MAX_SIZE" else "."),
+                    id="django_redisstore.E011",
+                )
+            )
+    return errors
+
+
+def check_durability(**kwargs: Any) -> list[CheckMessage]:
+    """``check --deploy``: would Redis evict sessions, or lose them all on a restart?
+
+    Reads the server's settings with ``CONFIG GET``; where a managed Redis forbids ``CONFIG``,
+    falls back to ``INFO`` for what it tells, and says what it could not check.
+    """
+    if not _engine_in_use() or bool(conf.URL) == bool(conf.CACHE_ALIAS):
+        return []  # check_connection reports the configuration error
+    from .connection import describe, get_client
+
+    try:
+        client = get_client()
+    except ImproperlyConfigured:
+        return []
+    try:
+        try:
+            config = {
+                name: _text(client.config_get(name).get(name))
+                for name in ("maxmemory-policy", "save", "appendonly")
+            }
+        except ResponseError:  # CONFIG renamed or not allowed (NOPERM): ask INFO instead
+            config = {
+                "maxmemory-policy": _text(client.info("memory").get("maxmemory_policy")),
+                "appendonly": "yes" if client.info("persistence").get("aof_enabled") else None,
+                "save": None,
+            }
+    except RedisError as e:
+        return [
+            Info(
+                f"Could not ask Redis at {describe(client)} how it keeps sessions: {e}",
+                hint="Run check --deploy where Redis is reachable to learn whether it can evict "
+                "or lose sessions.",
+                id="django_redisstore.I011",
+            )
+        ]
+    return _durability_messages(config)
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _durability_messages(config: dict[str, str | None]) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    policy = config["maxmemory-policy"]
+    if policy is not None and policy != "noeviction":
+        messages.append(
+            Warning(
+                f"Redis may evict sessions when it runs out of memory "
+                f"(maxmemory-policy is {policy}): their users would be signed out.",
+                hint="Set 'maxmemory-policy noeviction' in redis.conf (or CONFIG SET "
+                "maxmemory-policy noeviction) on the Redis that keeps sessions, and give it "
+                "enough memory. volatile-* policies evict sessions too: every session has a TTL.",
+                id="django_redisstore.W010",
+            )
+        )
+    if config["appendonly"] == "yes":
+        return messages
+    if config["save"] == "" and config["appendonly"] == "no":
+        messages.append(
+            Warning(
+                "Redis keeps nothing on disk (no RDB save points and appendonly no): a restart "
+                "signs every user out.",
+                hint="Turn on the append-only file in redis.conf ('appendonly yes', with "
+                "'appendfsync everysec', or 'always' to lose no acknowledged save), or at least "
+                "RDB snapshots ('save 3600 1 300 100 60 10000').",
+                id="django_redisstore.W011",
+            )
+        )
+    elif config["save"] is None:
+        messages.append(
+            Info(
+                "Redis does not allow CONFIG: could not check whether it keeps sessions on "
+                "disk across a restart (its append-only file is off).",
+                hint="Check your Redis provider's persistence settings (append-only file or "
+                "snapshots) for the database that keeps sessions.",
+                id="django_redisstore.I010",
+            )
+        )
+    return messages
+
+
 def register_checks() -> None:
     register(check_connection, "sessions")
     register(check_timeouts, "sessions")
+    register(check_failure_policy, "sessions")
+    register(check_durability, "sessions", Tags.security, deploy=True)

@@ -22,7 +22,14 @@ import redis.asyncio.cluster
 import redis.cluster
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .conf import conf
@@ -67,6 +74,7 @@ def _config_key() -> tuple[Any, ...]:
         conf.CACHE_ALIAS,
         conf.CONNECT_TIMEOUT,
         conf.SOCKET_TIMEOUT,
+        conf.RETRIES,
         repr(sorted(conf.CONNECTION_OPTIONS.items())),
     )
 
@@ -82,8 +90,15 @@ def _client_options() -> dict[str, Any]:
 
 
 def _retry(module: Any) -> Any:
-    # Transient connection errors are retried twice with a short backoff, never endlessly.
-    return module.retry.Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
+    # A broken connection (Redis restarted, a proxy cut it) is re-dialled REDISSTORE_RETRIES
+    # times with a short backoff, never endlessly. Timeouts are not retried: a server that
+    # stalled past SOCKET_TIMEOUT will not answer 20 ms later, and each retry would add a whole
+    # timeout to the time the request hangs.
+    return module.retry.Retry(
+        ExponentialBackoff(cap=0.2, base=0.02),
+        conf.RETRIES,
+        supported_errors=(redis.ConnectionError,),
+    )
 
 
 def _cache_client(alias: str) -> redis.Redis:
@@ -184,10 +199,18 @@ def describe(client: redis.Redis | redis.asyncio.Redis) -> str:
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
+#: Answers meaning "this server cannot take the command now" (full under noeviction, a replica
+#: after a failover, a cluster re-sharding): an outage for the request, like a dropped link.
+_UNAVAILABLE = (OutOfMemoryError, ReadOnlyError, ClusterDownError, TryAgainError)
+
+
 def _translate(client: Any, error: RedisError) -> RedisStoreError:
     if isinstance(error, (redis.ConnectionError, RedisTimeoutError)):
         kind = "timed out" if isinstance(error, RedisTimeoutError) else "is unreachable"
         return ConnectionInterrupted(f"Redis at {describe(client)} {kind}: {error}")
+    if isinstance(error, _UNAVAILABLE):
+        where = describe(client)
+        return ConnectionInterrupted(f"Redis at {where} cannot take the command now: {error}")
     return RedisStoreError(f"Redis at {describe(client)} answered with an error: {error}")
 
 
