@@ -17,6 +17,7 @@ from typing import Any
 import redis
 import redis.asyncio
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -53,14 +54,32 @@ _SHARED_KWARGS = (
 )
 
 
+#: The settings that pick a client, as last read; None after a setting changed. Reading them
+#: costs five settings look-ups (10 us, most of them for settings left at their default), which
+#: every Redis call would otherwise pay; ``setting_changed`` (override_settings) clears it.
+_current_key: tuple[Any, ...] | None = None
+
+
 def _config_key() -> tuple[Any, ...]:
-    return (
-        conf.URL,
-        conf.CACHE_ALIAS,
-        conf.CONNECT_TIMEOUT,
-        conf.SOCKET_TIMEOUT,
-        repr(sorted(conf.CONNECTION_OPTIONS.items())),
-    )
+    global _current_key
+    key = _current_key
+    if key is None:
+        key = _current_key = (
+            conf.URL,
+            conf.CACHE_ALIAS,
+            conf.CONNECT_TIMEOUT,
+            conf.SOCKET_TIMEOUT,
+            repr(sorted(conf.CONNECTION_OPTIONS.items())),
+        )
+    return key
+
+
+def _forget_config(**kwargs: Any) -> None:
+    global _current_key
+    _current_key = None
+
+
+setting_changed.connect(_forget_config, dispatch_uid="django_redisstore.connection")
 
 
 def _client_options() -> dict[str, Any]:
@@ -153,6 +172,7 @@ def reset() -> None:
             client.connection_pool.disconnect()
         _clients.clear()
     _async_clients.clear()
+    _forget_config()
 
 
 def describe(client: redis.Redis | redis.asyncio.Redis) -> str:
