@@ -15,6 +15,8 @@ ENGINES = {
     "cache": "django.contrib.sessions.backends.cache",
 }
 SESSION_ENGINE = ENGINES[os.environ.get("BENCH_SESSION_ENGINE", "redisstore")]
-CACHES = {"default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": os.environ["REDIS_URL"]}}
+CACHES = {
+    "default": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": os.environ["REDIS_URL"]}
+}
 DEBUG = False
 ROOT_URLCONF = "bench.loadurls"
