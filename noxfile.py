@@ -57,3 +57,10 @@ def demo(session: nox.Session) -> None:
     """Serve testproject at http://127.0.0.1:8000/ on this engine (starts Redis if needed)."""
     session.install(".", "hiredis")
     session.run("python", "manage.py", "rundemo", *session.posargs)
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """The benchmark against the peers (bench/peers.py; arguments pass through, e.g. --quick)."""
+    session.install("-r", "bench/requirements.txt")
+    session.run("python", "bench/peers.py", *session.posargs)

@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=32, help="concurrent visitors (32)")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes (2)")
     parser.add_argument("--max-requests", type=int, default=50000, help="per measurement")
+    parser.add_argument("--output", type=Path, help="JSON file (default bench/results/...)")
     args = parser.parse_args(argv)
 
     redis_server = RedisServer().start()
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python bench/loadtest.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    output = RESULTS / f"loadtest-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.json"
+    output = args.output or RESULTS / f"loadtest-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.json"
     text = json.dumps({"meta": meta, "results": summary}, indent=1)
     output.write_text(text)
     (RESULTS / "loadtest-latest.json").write_text(text)

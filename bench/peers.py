@@ -540,13 +540,20 @@ class Bench:
                     store.save()
                 new = set(admin.keys("*")) - before
                 sessions = [k for k in new if b":u:" not in k]
-                index = [k for k in new if b":u:" in k]
                 out[label][size] = {
                     "bytes": sum(admin.memory_usage(k, samples=0) or 0 for k in sessions),
                     "value_bytes": sum(admin.strlen(k) for k in sessions),
-                    "user_index_bytes": sum(admin.memory_usage(k, samples=0) or 0 for k in index),
                 }
                 admin.delete(*new)
+        # A signed-in session also has an entry in its user's index (a sorted set per user).
+        from django_redisstore import keys
+
+        index = keys.user_index_name(self.sizes["small"]["_auth_user_id"])
+        entries = admin.zcard(index)
+        if entries:
+            out["redisstore"]["user_index_bytes_per_entry"] = round(
+                (admin.memory_usage(index, samples=0) or 0) / entries, 1
+            )
         admin.close()
         return out
 
@@ -665,11 +672,58 @@ def table(result: dict[str, Any]) -> str:
     text.append(f"{'bytes per session in Redis (MEMORY USAGE)':<45}{'small':>9}{'large':>9}")
     for label, sizes in result["memory"].items():
         text.append(f"  {label:<43}{sizes['small']['bytes']:>9}{sizes['large']['bytes']:>9}")
+    per_entry = result["memory"]["redisstore"].get("user_index_bytes_per_entry")
+    if per_entry:
+        text.append(
+            f"  (redisstore: plus {per_entry} bytes per signed-in session in its user index)"
+        )
     text.append("")
     text.append("targets (issue 6)")
     for what, figure, bound, met in targets(result):
         text.append(f"  {'PASS' if met else 'FAIL'}  {what:<50}{figure:>7.2f}  {bound}")
     return "\n".join(text)
+
+
+def rst_table(result: dict[str, Any]) -> str:
+    """The figures that README.rst shows, as an RST grid (sync API, ops/s and ratio to floor)."""
+    rows, mem = result["rows"], result["memory"]
+    columns = [
+        ("rmw", "small"),
+        ("read", "small"),
+        ("read-sliding", "small"),
+        ("create", "small"),
+        ("request", "small"),
+        ("rmw", "large"),
+    ]
+    head = [
+        "engine",
+        *(f"{w} {s}" for w, s in columns),
+        "round trips rmw/read/sliding/create",
+        "bytes small/large",
+    ]
+    body = []
+    for engine in ENGINES:
+        line = [engine]
+        for workload, size in columns:
+            row = find(rows, engine, workload, size)
+            line.append(f"{row['ops_per_s']:,.0f} ({row['ratio_to_floor']:.2f}x)")
+        trips = [
+            find(rows, engine, w, "small")["round_trips"] for w in WORKLOADS if w != "request"
+        ]
+        line.append("/".join(f"{t:g}" for t in trips))
+        if engine in mem:
+            line.append(f"{mem[engine]['small']['bytes']:,}/{mem[engine]['large']['bytes']:,}")
+        else:
+            line.append("-")
+        body.append(line)
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def fmt(cells: list[str]) -> str:
+        return "|" + "|".join(f" {c:<{w}} " for c, w in zip(cells, widths, strict=True)) + "|"
+
+    out = [rule, fmt(head), rule.replace("-", "="), *(x for b in body for x in (fmt(b), rule))]
+    return "\n".join(out)
 
 
 def chart(result: dict[str, Any], path: Path) -> None:
@@ -708,10 +762,15 @@ def chart(result: dict[str, Any], path: Path) -> None:
     ]
     ax = axes[2]
     for j, size in enumerate(("small", "large")):
-        vals = [mem[label][size]["bytes"] / 1024 for label in labels]
-        ax.barh([y + j * 0.4 for y in range(len(labels))], vals, 0.4, label=size)
+        vals = [mem[label][size]["bytes"] for label in labels]
+        ys = [y + j * 0.4 for y in range(len(labels))]
+        ax.barh(ys, vals, 0.4, label=size)
+        for y, v in zip(ys, vals, strict=True):
+            ax.text(v, y, f" {v:,}", va="center", fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlim(right=max(mem[label]["large"]["bytes"] for label in labels) * 4)
     ax.set_yticks([y + 0.2 for y in range(len(labels))], labels, fontsize=8)
-    ax.set_xlabel("KiB per session in Redis (MEMORY USAGE, lower is better)")
+    ax.set_xlabel("bytes per session in Redis (MEMORY USAGE; lower is better)")
     ax.set_title("memory")
     ax.legend(fontsize=8)
     ax.invert_yaxis()
@@ -795,6 +854,8 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(result, indent=1)
     output.write_text(text)
     (RESULTS / "peers-latest.json").write_text(text)
+    if result["targets"]:  # a full run: the README's table too
+        output.with_suffix(".rst").write_text(rst_table(result) + "\n")
     print(f"\nwrote {output}", file=sys.stderr)
     if args.chart:
         chart(result, CHART)
