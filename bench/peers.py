@@ -767,10 +767,9 @@ def chart(result: dict[str, Any], path: Path) -> None:
         ax.barh(ys, vals, 0.4, label=size)
         for y, v in zip(ys, vals, strict=True):
             ax.text(v, y, f" {v:,}", va="center", fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlim(right=max(mem[label]["large"]["bytes"] for label in labels) * 4)
+    ax.set_xlim(right=max(mem[label]["large"]["bytes"] for label in labels) * 1.3)
     ax.set_yticks([y + 0.2 for y in range(len(labels))], labels, fontsize=8)
-    ax.set_xlabel("bytes per session in Redis (MEMORY USAGE; lower is better)")
+    ax.set_xlabel("bytes per session (MEMORY USAGE; lower is better)")
     ax.set_title("memory")
     ax.legend(fontsize=8)
     ax.invert_yaxis()
@@ -779,7 +778,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
 
 
 def machine() -> str:
