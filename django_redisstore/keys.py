@@ -19,9 +19,11 @@ import base64
 import hashlib
 import hmac
 import re
+import secrets as _random
 from functools import lru_cache
 
 from django.conf import settings
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS
 from django.core.signals import setting_changed
 
 from .conf import conf
@@ -48,6 +50,25 @@ def secrets() -> list[str]:
 def mac_key(secret: str) -> bytes:
     """The key that signs stored sessions for ``secret``."""
     return _derive(_MAC_SALT, secret)
+
+
+_NEW_KEY_LENGTH = 32
+_NEW_KEY_SPACE = len(VALID_KEY_CHARS) ** _NEW_KEY_LENGTH
+
+
+def new_session_key() -> str:
+    """A fresh session key: 32 characters of Django's ``[a-z0-9]``, uniformly random (165 bits).
+
+    Django's ``get_random_string`` draws each character with a call of its own to the system's
+    random source (32 system calls, about 35 us). One draw below 36**32, written in base 36,
+    gives every key the same probability as before, in about 3 us.
+    """
+    value = _random.randbelow(_NEW_KEY_SPACE)
+    chars = []
+    for _ in range(_NEW_KEY_LENGTH):
+        value, digit = divmod(value, len(VALID_KEY_CHARS))
+        chars.append(VALID_KEY_CHARS[digit])
+    return "".join(chars)
 
 
 def is_valid_session_key(session_key: str | None) -> bool:

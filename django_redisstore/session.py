@@ -22,13 +22,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import (
-    VALID_KEY_CHARS,
     CreateError,
     SessionBase,
     UpdateError,
 )
 from django.core.signals import setting_changed
-from django.utils.crypto import get_random_string
 
 from . import codec, keys, merge
 from .conf import conf
@@ -97,7 +95,7 @@ class SessionStore(SessionBase):
     def _get_new_session_key(self) -> str:
         # Django's default asks Redis whether the key exists first: a wasted round trip, since
         # the creating SET NX refuses a key that exists.
-        return get_random_string(32, VALID_KEY_CHARS)
+        return keys.new_session_key()
 
     async def _aget_new_session_key(self) -> str:
         return self._get_new_session_key()
