@@ -21,6 +21,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     ClusterDownError,
@@ -68,15 +69,33 @@ _SHARED_KWARGS = (
 )
 
 
+#: The settings that pick a client, as last read; None after a setting changed. Reading them
+#: costs five settings look-ups (10 us, most of them for settings left at their default), which
+#: every Redis call would otherwise pay; ``setting_changed`` (override_settings) clears it.
+_current_key: tuple[Any, ...] | None = None
+
+
 def _config_key() -> tuple[Any, ...]:
-    return (
-        conf.URL,
-        conf.CACHE_ALIAS,
-        conf.CONNECT_TIMEOUT,
-        conf.SOCKET_TIMEOUT,
-        conf.RETRIES,
-        repr(sorted(conf.CONNECTION_OPTIONS.items())),
-    )
+    global _current_key
+    key = _current_key
+    if key is None:
+        key = _current_key = (
+            conf.URL,
+            conf.CACHE_ALIAS,
+            conf.CONNECT_TIMEOUT,
+            conf.SOCKET_TIMEOUT,
+            conf.RETRIES,
+            repr(sorted(conf.CONNECTION_OPTIONS.items())),
+        )
+    return key
+
+
+def _forget_config(**kwargs: Any) -> None:
+    global _current_key
+    _current_key = None
+
+
+setting_changed.connect(_forget_config, dispatch_uid="django_redisstore.connection")
 
 
 def _client_options() -> dict[str, Any]:
@@ -176,6 +195,7 @@ def reset() -> None:
             client.connection_pool.disconnect()
         _clients.clear()
     _async_clients.clear()
+    _forget_config()
 
 
 async def aclose() -> None:

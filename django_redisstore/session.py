@@ -16,19 +16,19 @@ import logging
 import math
 import time
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import django
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import (
-    VALID_KEY_CHARS,
     CreateError,
     SessionBase,
     UpdateError,
 )
+from django.core.signals import setting_changed
 from django.utils import timezone as django_timezone
-from django.utils.crypto import get_random_string
 from redis.exceptions import ResponseError
 
 from . import codec, keys, merge
@@ -79,6 +79,16 @@ class SessionStore(SessionBase):
         self._degraded = False
         super().__init__(session_key)
         self._forget_record()
+        self._sid_of: tuple[str, str, str] = ("", "", "")  # session key, secret, its id
+
+    def _session_id(self, session_key: str) -> str:
+        # A read and the save that follows both need the keyed hash: compute it once (2.5 us).
+        key, secret, sid = self._sid_of
+        if key != session_key or secret != settings.SECRET_KEY:
+            secret = settings.SECRET_KEY
+            sid = keys.session_id(session_key, secret)
+            self._sid_of = (session_key, secret, sid)
+        return sid
 
     @property
     def modified(self) -> bool:
@@ -116,7 +126,7 @@ class SessionStore(SessionBase):
     def _get_new_session_key(self) -> str:
         # Django's default asks Redis whether the key exists first: a wasted round trip, since
         # the creating SET NX refuses a key that exists.
-        return get_random_string(32, VALID_KEY_CHARS)
+        return keys.new_session_key()
 
     async def _aget_new_session_key(self) -> str:
         return self._get_new_session_key()
@@ -207,7 +217,7 @@ class SessionStore(SessionBase):
             self._forget_record()
             return {}
         now = time.time()
-        sid = keys.session_id(session_key)
+        sid = self._session_id(session_key)
         name = keys.session_name(sid)
         sliding = self._slides()
         if sliding:
@@ -307,7 +317,7 @@ class SessionStore(SessionBase):
         """
         session_key = self.session_key
         assert session_key is not None
-        sid = keys.session_id(session_key)
+        sid = self._session_id(session_key)
         name = keys.session_name(sid)
         extra = self._delete_calls(*retire) if retire else []
         ours = data
@@ -348,7 +358,7 @@ class SessionStore(SessionBase):
                 saved=now,
                 idle=0 if isinstance(expiry, (datetime, str)) else age,
                 until=until,
-                compress_min_size=conf.COMPRESS_MIN_SIZE,
+                compress_min_size=_compress_min_size(),
             )
             if create:
                 write = Call.command("SET", name, blob, "NX", "PX", ttl * 1000)
@@ -626,3 +636,17 @@ def _is_wrong_type(error: RedisStoreError) -> bool:
     """True when Redis refused a read because the key holds something other than a string."""
     cause = error.__cause__
     return isinstance(cause, ResponseError) and "WRONGTYPE" in str(cause)
+
+
+@lru_cache(maxsize=1)
+def _compress_min_size() -> int | None:
+    # Read once per settings change, not per save: a setting left at its default costs 2.7 us.
+    return conf.COMPRESS_MIN_SIZE
+
+
+def _forget_settings(setting: str, **kwargs: object) -> None:
+    if setting == "REDISSTORE_COMPRESS_MIN_SIZE":
+        _compress_min_size.cache_clear()
+
+
+setting_changed.connect(_forget_settings, dispatch_uid="django_redisstore.session")
