@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -35,11 +36,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .conf import conf
 from .exceptions import ConnectionInterrupted, RedisStoreError
-from .scripts import Call
+from .scripts import Call, Pause
 
 T = TypeVar("T")
 #: A flow: a generator that yields batches of calls, receives their replies and returns a value.
-Flow = Generator[list[Call], list[Any], T]
+Flow = Generator[list[Call] | Pause, list[Any], T]
 
 _lock = threading.Lock()
 _clients: dict[tuple[Any, ...], redis.Redis] = {}
@@ -297,22 +298,34 @@ def run(flow: Flow[T]) -> T:
     The client is fetched only once the flow has something to send: a flow that ends without
     I/O (a malformed key, nothing to save) costs no connection at all.
     """
+    client = None
     try:
-        calls = next(flow)
-        client = get_client()
+        step = next(flow)
         while True:
-            calls = flow.send(execute(client, calls))
+            if isinstance(step, Pause):
+                time.sleep(step.seconds)
+                step = flow.send([])
+                continue
+            if client is None:
+                client = get_client()
+            step = flow.send(execute(client, step))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
 
 async def arun(flow: Flow[T]) -> T:
     """The async twin of ``run``."""
+    client = None
     try:
-        calls = next(flow)
-        client = get_async_client()
+        step = next(flow)
         while True:
-            calls = flow.send(await aexecute(client, calls))
+            if isinstance(step, Pause):
+                await asyncio.sleep(step.seconds)
+                step = flow.send([])
+                continue
+            if client is None:
+                client = get_async_client()
+            step = flow.send(await aexecute(client, step))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
@@ -326,14 +339,17 @@ def run_all(flows: Sequence[Flow[T]]) -> list[T]:
     """
     client = get_client()
     results: list[Any] = [None] * len(flows)
-    pending: dict[int, list[Call]] = {}
+    pending: dict[int, list[Call] | Pause] = {}
     for i, flow in enumerate(flows):
         try:
             pending[i] = next(flow)
         except StopIteration as done:
             results[i] = done.value
     while pending:
-        steps = list(pending.items())
+        pauses = [step.seconds for step in pending.values() if isinstance(step, Pause)]
+        if pauses:  # a flow backs off: all wait once, the pausing flows get their empty reply
+            time.sleep(max(pauses))
+        steps = [(i, [] if isinstance(s, Pause) else s) for i, s in pending.items()]
         replies = execute(client, [call for _, calls in steps for call in calls])
         pending = {}
         start = 0

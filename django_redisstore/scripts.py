@@ -43,6 +43,16 @@ class Call:
         return ("EVAL", self.script.source, *self.args[2:])
 
 
+@dataclass(frozen=True)
+class Pause:
+    """A flow's request to wait before its next batch: the backoff between conflicting saves.
+
+    The sync driver sleeps, the async driver awaits; the flow receives an empty reply list.
+    """
+
+    seconds: float
+
+
 #: Read a session and, when its record says so, slide its TTL to ``idle`` seconds (capped by
 #: ``until``). ARGV: now (unix seconds). Returns the record, or nil.
 LOAD_SLIDING = Script(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -35,7 +36,7 @@ from . import codec, keys, merge
 from .conf import conf
 from .connection import Flow, arun, run
 from .exceptions import ConnectionInterrupted, RedisStoreError, SessionTooLarge
-from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH, Call
+from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH, Call, Pause
 
 security_logger = logging.getLogger("django.security.SuspiciousSession")
 logger = logging.getLogger("django_redisstore")
@@ -43,10 +44,12 @@ logger = logging.getLogger("django_redisstore")
 #: A fresh key colliding with a live one is a 1 in 36**32 event; a few tries make a collision
 #: loop impossible without ever spinning thousands of times when Redis misbehaves.
 _CREATE_ATTEMPTS = 3
-#: Conflicting saves merge and retry. Every refused attempt means another request's save got
-#: through, so N requests writing one session at once need at most N attempts each; HTTP/2 lets
-#: a browser run 100 requests at once. More than that in a row means something is badly wrong.
-_SAVE_ATTEMPTS = 128
+#: Conflicting saves merge and retry, after the first retry with a random pause of up to
+#: 0.5 ms * 2**n (at most 50 ms), so that no writer starves. Every refused attempt means another
+#: request's save got through; this many in a row (seconds of waiting) means something is wrong.
+_SAVE_ATTEMPTS = 64
+_BACKOFF_BASE = 0.0005
+_BACKOFF_CAP = 0.05
 
 
 class SessionStore(SessionBase):
@@ -323,7 +326,7 @@ class SessionStore(SessionBase):
         ours = data
         base: dict[str, Any] | None = None  # what we read, and what we changed it into:
         mine: dict[str, Any] = {}  # both decoded only if someone else wrote meanwhile
-        for _ in range(_SAVE_ATTEMPTS):
+        for attempt in range(_SAVE_ATTEMPTS):
             expiry = ours.get("_session_expiry")
             age = self.get_expiry_age(expiry=expiry)
             ttl = age if lifetime is None else lifetime
@@ -382,6 +385,10 @@ class SessionStore(SessionBase):
                 base = serializer.loads(self._base) if self._base is not None else {}
                 mine = serializer.loads(self._encode_payload(data))
             ours = self._merge_into(name, reply, base, mine)
+            if attempt:
+                # Conflicting again: a request that reads and saves in a tight loop would keep
+                # winning. A random, growing pause (full jitter) lets the others through.
+                yield Pause(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt)))
             now = time.time()
         raise RedisStoreError(f"gave up saving {name} after {_SAVE_ATTEMPTS} conflicting writes")
 
