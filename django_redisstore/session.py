@@ -439,16 +439,31 @@ class SessionStore(SessionBase):
 
     def _delete_flow(self, session_key: str | None) -> Flow[None]:
         if session_key is None:
-            session_key, user = self.session_key, self._user
-        else:
-            user = self._user if session_key == self.session_key else None
+            session_key = self.session_key
         if not keys.is_valid_session_key(session_key):
             return
         assert session_key is not None
         name = keys.session_name(keys.session_id(session_key))
-        yield self._delete_calls(name, user)
+        if session_key == self.session_key and self._version:
+            # This store read the record: its user (if any) is known, one round trip.
+            yield self._delete_calls(name, self._user)
+        else:
+            # A session this store never read (``delete(other_key)``): take it out with GETDEL
+            # and, if it was signed in, its index entry with a second trip. Without that the
+            # entry would linger until its score passed.
+            (blob,) = yield [Call.command("GETDEL", name)]
+            user = self._user_in(name, blob) if blob is not None else None
+            if user:
+                yield self._delete_calls(name, user)[1:]
         if session_key == self.session_key:
             self._forget_record()
+
+    def _user_in(self, name: str, blob: bytes) -> str | None:
+        """The user a stored record belongs to, or None (anonymous, or not a valid record)."""
+        try:
+            return _user_of(self._read(name, blob, settings.SECRET_KEY)[1])
+        except codec.InvalidRecord:
+            return None
 
     def _exists_flow(self, session_key: str | None) -> Flow[bool]:
         if not keys.is_valid_session_key(session_key):
