@@ -2,34 +2,56 @@
 
 The engine builds every Redis interaction as a list of ``Call`` objects (see ``scripts``); this
 module is the only place that knows whether they travel through ``redis.Redis`` or
-``redis.asyncio.Redis``. A batch of one call is sent as it is, a longer batch as one
-non-transactional pipeline: one round trip either way.
+``redis.asyncio.Redis``, and to which topology: one server (``REDISSTORE_URL`` or
+``REDISSTORE_CACHE_ALIAS``), a primary found through Sentinel (``REDISSTORE_SENTINELS``), or a
+Redis Cluster (``REDISSTORE_CLUSTER_NODES``). The clients are redis-py's own (``Sentinel``'s
+``master_for``, ``RedisCluster``): routing by hash slot, redirections and failover are theirs.
+
+A batch of one call is sent as it is, a longer batch as one non-transactional pipeline: one round
+trip either way. On a cluster such a pipeline may span several primaries (redis-py sends each
+its share at once); that is safe because every call touches one key (see ``keys``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.sentinel
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .conf import conf
 from .exceptions import ConnectionInterrupted, RedisStoreError
-from .scripts import Call
+from .scripts import LOAD_SLIDING, Call
+
+logger = logging.getLogger("django_redisstore")
 
 _lock = threading.Lock()
-_clients: dict[tuple[Any, ...], redis.Redis] = {}
-_async_clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[Any, ...], redis.asyncio.Redis]
-] = weakref.WeakKeyDictionary()
+_clients: dict[tuple[Any, ...], Any] = {}
+_Clients = dict[tuple[Any, ...], Any]
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Clients] = (
+    weakref.WeakKeyDictionary()
+)
 
 # Connection-pool arguments that the async client takes under the same name.
 _SHARED_KWARGS = (
@@ -53,14 +75,86 @@ _SHARED_KWARGS = (
 )
 
 
+#: ``REDISSTORE_TLS`` keys, and the names redis-py gives them.
+TLS_OPTIONS = {
+    "ca_file": "ssl_ca_certs",
+    "cert_file": "ssl_certfile",
+    "key_file": "ssl_keyfile",
+    "check_hostname": "ssl_check_hostname",
+}
+
+# Errors that mean "Redis is not reachable right now" rather than "Redis refused this command":
+# a failover or a resharding in progress, a primary demoted under our feet. They all become
+# ConnectionInterrupted, so a request fails clearly instead of reading an empty session.
+_UNAVAILABLE = (
+    redis.ConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    ReadOnlyError,
+    SlotNotCoveredError,
+)
+
+# Commands of the engine that only read: anything else is a write that REDISSTORE_WAIT_REPLICAS
+# waits for. LOAD_SLIDING writes a TTL only, whose loss in a failover costs nothing.
+_READS = frozenset({"GET", "EXISTS", "PTTL", "TTL", "ZRANGE", "ZSCORE", "ZCARD", "SCAN"})
+
+
+def topology() -> str:
+    """``"cluster"``, ``"sentinel"`` or ``"single"``, from the settings."""
+    if conf.CLUSTER_NODES:
+        return "cluster"
+    if conf.SENTINELS:
+        return "sentinel"
+    return "single"
+
+
+def parse_address(address: Any) -> tuple[str, int]:
+    """``"host:port"``, ``"[v6addr]:port"`` or ``(host, port)`` as ``(host, port)``.
+
+    Raises ``ValueError`` on anything else (the system checks report it).
+    """
+    if isinstance(address, (tuple, list)) and len(address) == 2:
+        host, port = address
+    elif isinstance(address, str):
+        host, sep, port = address.rpartition(":")
+        if not sep:
+            raise ValueError(f"{address!r} is not host:port")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+    else:
+        raise ValueError(f"{address!r} is neither 'host:port' nor a (host, port) pair")
+    port = int(port)
+    if not isinstance(host, str) or not host or not 0 < port < 65536:
+        raise ValueError(f"{address!r} is not a valid host and port")
+    return host, port
+
+
 def _config_key() -> tuple[Any, ...]:
     return (
         conf.URL,
         conf.CACHE_ALIAS,
+        repr(conf.SENTINELS),
+        conf.SENTINEL_SERVICE,
+        repr(sorted(conf.SENTINEL_OPTIONS.items())),
+        repr(conf.CLUSTER_NODES),
+        repr(sorted((conf.TLS or {}).items())) if conf.TLS is not None else None,
         conf.CONNECT_TIMEOUT,
         conf.SOCKET_TIMEOUT,
         repr(sorted(conf.CONNECTION_OPTIONS.items())),
     )
+
+
+def _tls_options() -> dict[str, Any]:
+    """``REDISSTORE_TLS`` under redis-py's names (without ``ssl``: callers add it if needed)."""
+    options: dict[str, Any] = {}
+    for key, value in (conf.TLS or {}).items():
+        if key not in TLS_OPTIONS:
+            raise ImproperlyConfigured(
+                f"REDISSTORE_TLS has an unknown key {key!r} (known: {', '.join(TLS_OPTIONS)})"
+            )
+        options[TLS_OPTIONS[key]] = value
+    return options
 
 
 def _client_options() -> dict[str, Any]:
@@ -69,6 +163,7 @@ def _client_options() -> dict[str, Any]:
         "socket_timeout": conf.SOCKET_TIMEOUT,
         "health_check_interval": 30,
     }
+    options.update(_tls_options())
     options.update(conf.CONNECTION_OPTIONS)
     return options
 
@@ -94,20 +189,74 @@ def _cache_client(alias: str) -> redis.Redis:
     return get_client(write=True)  # type: ignore[no-any-return]
 
 
-def _new_client() -> redis.Redis:
+def _url() -> str:
+    url = conf.URL
+    assert url is not None
+    if conf.TLS is not None and not url.startswith("rediss://"):
+        raise ImproperlyConfigured("REDISSTORE_TLS is set but REDISSTORE_URL is not rediss://")
+    return url
+
+
+def _cluster_options(module: Any) -> dict[str, Any]:
+    options = _client_options()
+    options.pop("health_check_interval")  # the sync RedisCluster does not take it
+    if conf.TLS is not None:
+        options["ssl"] = True
+    nodes = [module.ClusterNode(*parse_address(a)) for a in conf.CLUSTER_NODES or ()]
+    return {"startup_nodes": nodes, "retry": _retry(module), **options}
+
+
+def _sentinel(module: Any) -> Any:
+    """A ``Sentinel`` manager: TLS and timeouts apply to the Sentinels too, unless
+    ``REDISSTORE_SENTINEL_OPTIONS`` says otherwise (``{"ssl": False}``, a password...)."""
+    sentinel_options: dict[str, Any] = {
+        "socket_connect_timeout": conf.CONNECT_TIMEOUT,
+        "socket_timeout": conf.SOCKET_TIMEOUT,
+    }
+    if conf.TLS is not None:
+        sentinel_options.update(ssl=True, **_tls_options())
+    sentinel_options.update(conf.SENTINEL_OPTIONS)
+    options = _client_options()
+    if conf.TLS is not None:
+        options["ssl"] = True
+    addresses = [parse_address(a) for a in conf.SENTINELS or ()]
+    return module.Sentinel(addresses, sentinel_kwargs=sentinel_options, **options)
+
+
+def _service() -> str:
+    if not conf.SENTINEL_SERVICE:
+        raise ImproperlyConfigured(
+            "REDISSTORE_SENTINELS is set without REDISSTORE_SENTINEL_SERVICE"
+        )
+    return conf.SENTINEL_SERVICE
+
+
+def _new_client() -> Any:
+    kind = topology()
+    if kind == "cluster":
+        return redis.cluster.RedisCluster(**_cluster_options(redis.cluster))
+    if kind == "sentinel":
+        return _sentinel(redis.sentinel).master_for(_service(), retry=_retry(redis))
     if conf.URL:
-        return redis.Redis.from_url(conf.URL, retry=_retry(redis), **_client_options())
+        return redis.Redis.from_url(_url(), retry=_retry(redis), **_client_options())
     if conf.CACHE_ALIAS:
         return _cache_client(conf.CACHE_ALIAS)
     raise ImproperlyConfigured(
-        "django_redisstore needs a Redis connection: set REDISSTORE_URL or REDISSTORE_CACHE_ALIAS"
+        "django_redisstore needs a Redis connection: set REDISSTORE_URL, REDISSTORE_CACHE_ALIAS, "
+        "REDISSTORE_SENTINELS or REDISSTORE_CLUSTER_NODES"
     )
 
 
-def _new_async_client() -> redis.asyncio.Redis:
+def _new_async_client() -> Any:
+    kind = topology()
+    if kind == "cluster":
+        return redis.asyncio.cluster.RedisCluster(**_cluster_options(redis.asyncio.cluster))
+    if kind == "sentinel":
+        sentinel = _sentinel(redis.asyncio.sentinel)
+        return sentinel.master_for(_service(), retry=_retry(redis.asyncio))
     if conf.URL:
         return redis.asyncio.Redis.from_url(
-            conf.URL, retry=_retry(redis.asyncio), **_client_options()
+            _url(), retry=_retry(redis.asyncio), **_client_options()
         )
     # Borrow the address and options of the sync client (django-redis has no async pool).
     pool = get_client().connection_pool
@@ -123,8 +272,9 @@ def _new_async_client() -> redis.asyncio.Redis:
     return redis.asyncio.Redis(connection_pool=async_pool, retry=_retry(redis.asyncio))
 
 
-def get_client() -> redis.Redis:
-    """The process-wide sync client for the current settings."""
+def get_client() -> Any:
+    """The process-wide sync client for the current settings: a ``redis.Redis`` (one server,
+    or the primary of a Sentinel service) or a ``redis.cluster.RedisCluster``."""
     key = _config_key()
     client = _clients.get(key)
     if client is None:
@@ -135,7 +285,7 @@ def get_client() -> redis.Redis:
     return client
 
 
-def get_async_client() -> redis.asyncio.Redis:
+def get_async_client() -> Any:
     """The async client for the current settings and the running event loop."""
     loop = asyncio.get_running_loop()
     key = _config_key()
@@ -150,21 +300,55 @@ def reset() -> None:
     """Forget every client (tests call this when they point the settings at another server)."""
     with _lock:
         for client in _clients.values():
-            client.connection_pool.disconnect()
+            if isinstance(client, redis.cluster.RedisCluster):
+                client.close()
+            else:
+                client.connection_pool.disconnect()
         _clients.clear()
     _async_clients.clear()
 
 
-def describe(client: redis.Redis | redis.asyncio.Redis) -> str:
+async def aclose() -> None:
+    """Close and forget the async clients of the running event loop (before the loop ends)."""
+    clients = _async_clients.pop(asyncio.get_running_loop(), {})
+    for client in clients.values():
+        await client.aclose()
+
+
+_SENTINEL_POOLS = (
+    redis.sentinel.SentinelConnectionPool,
+    redis.asyncio.sentinel.SentinelConnectionPool,
+)
+
+
+def describe(client: Any) -> str:
     """Where ``client`` connects to, for error messages: never a password."""
-    kwargs = client.connection_pool.connection_kwargs
+    if isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)):
+        return "Redis Cluster (start nodes " + ", ".join(client.nodes_manager.startup_nodes) + ")"
+    pool = client.connection_pool
+    if isinstance(pool, _SENTINEL_POOLS):
+        primary = pool.master_address
+        sentinels = ", ".join(
+            "{host}:{port}".format(**s.connection_pool.connection_kwargs)
+            for s in pool.sentinel_manager.sentinels
+        )
+        where = "{}:{}".format(*primary) if primary else "not known yet"
+        return f"Sentinel service {pool.service_name!r} (primary {where}; sentinels {sentinels})"
+    kwargs = pool.connection_kwargs
     if kwargs.get("path"):
         return f"unix:{kwargs['path']}"
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
+def _unavailable(error: RedisError) -> bool:
+    if isinstance(error, _UNAVAILABLE):
+        return True
+    # RedisCluster reports "no start node answers" as a bare RedisClusterException.
+    return isinstance(error, RedisClusterException) and isinstance(error.__cause__, _UNAVAILABLE)
+
+
 def _translate(client: Any, error: RedisError) -> RedisStoreError:
-    if isinstance(error, (redis.ConnectionError, RedisTimeoutError)):
+    if _unavailable(error):
         kind = "timed out" if isinstance(error, RedisTimeoutError) else "is unreachable"
         return ConnectionInterrupted(f"Redis at {describe(client)} {kind}: {error}")
     return RedisStoreError(f"Redis at {describe(client)} answered with an error: {error}")
@@ -177,35 +361,90 @@ def _check(client: Any, results: list[Any]) -> list[Any]:
     return results
 
 
-def execute(client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+def _key_of(call: Call) -> Any:
+    return call.args[3] if call.script is not None else call.args[1]
+
+
+def _first_write(calls: Sequence[Call]) -> Call | None:
+    for call in calls:
+        if call.script is LOAD_SLIDING or str(call.args[0]).upper() in _READS:
+            continue
+        return call
+    return None
+
+
+def _wait_for(client: Any, calls: Sequence[Call]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The ``WAIT`` that follows ``calls`` when they write and ``REDISSTORE_WAIT_REPLICAS`` asks
+    for it, as (args, options); ``((), {})`` otherwise.
+
+    ``WAIT`` counts the replicas that have every write made so far *on its connection*, so it
+    travels in the same pipeline, to the primary of the first write's key (on a cluster the
+    pipeline has one connection per primary): that is the session's own record.
+    """
+    replicas = conf.WAIT_REPLICAS
+    write = _first_write(calls) if replicas > 0 else None
+    if write is None:
+        return (), {}
+    args = ("WAIT", replicas, max(1, round(conf.WAIT_TIMEOUT * 1000)))
+    if isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)):
+        return args, {"target_nodes": client.get_node_from_key(_key_of(write))}
+    return args, {}
+
+
+def _report_wait(acknowledged: Any, calls: Sequence[Call]) -> None:
+    wanted = conf.WAIT_REPLICAS
+    if isinstance(acknowledged, int) and acknowledged < wanted:
+        write = _first_write(calls)
+        logger.warning(
+            "Only %d of %d replicas acknowledged the write to %s within %.3f s: "
+            "a failover now could lose it",
+            acknowledged,
+            wanted,
+            _key_of(write) if write else "?",
+            conf.WAIT_TIMEOUT,
+        )
+
+
+def execute(client: Any, calls: Sequence[Call]) -> list[Any]:
     """Send ``calls`` in one round trip and return their replies, in order."""
+    wait, wait_options = _wait_for(client, calls)
     try:
-        if len(calls) == 1:
+        if len(calls) == 1 and not wait:
             results = [_run_one(client, calls[0])]
         else:
             pipe = client.pipeline(transaction=False)
             for call in calls:
                 pipe.execute_command(*call.args)
+            if wait:
+                pipe.execute_command(*wait, **wait_options)
             results = pipe.execute(raise_on_error=False)
-            for i, result in enumerate(results):
-                if isinstance(result, NoScriptError):
-                    results[i] = client.execute_command(*calls[i].as_eval())
+            retried = False
+            for i, call in enumerate(calls):
+                if isinstance(results[i], NoScriptError):
+                    results[i] = client.execute_command(*call.as_eval())
+                    retried = True
+            if wait and retried:  # the WAIT above ran before these writes
+                results[-1] = client.execute_command(*wait, **wait_options)
     except RedisError as e:
         raise _translate(client, e) from e
-    return _check(client, results)
+    _check(client, results)
+    if wait:
+        _report_wait(results.pop(), calls)
+    return results
 
 
-def _run_one(client: redis.Redis, call: Call) -> Any:
+def _run_one(client: Any, call: Call) -> Any:
     try:
         return client.execute_command(*call.args)
     except NoScriptError:
         return client.execute_command(*call.as_eval())
 
 
-async def aexecute(client: redis.asyncio.Redis, calls: Sequence[Call]) -> list[Any]:
+async def aexecute(client: Any, calls: Sequence[Call]) -> list[Any]:
     """The async twin of ``execute``."""
+    wait, wait_options = _wait_for(client, calls)
     try:
-        if len(calls) == 1:
+        if len(calls) == 1 and not wait:
             call = calls[0]
             try:
                 results = [await client.execute_command(*call.args)]
@@ -215,10 +454,60 @@ async def aexecute(client: redis.asyncio.Redis, calls: Sequence[Call]) -> list[A
             pipe = client.pipeline(transaction=False)
             for call in calls:
                 pipe.execute_command(*call.args)
+            if wait:
+                pipe.execute_command(*wait, **wait_options)
             results = await pipe.execute(raise_on_error=False)
-            for i, result in enumerate(results):
-                if isinstance(result, NoScriptError):
-                    results[i] = await client.execute_command(*calls[i].as_eval())
+            retried = False
+            for i, call in enumerate(calls):
+                if isinstance(results[i], NoScriptError):
+                    results[i] = await client.execute_command(*call.as_eval())
+                    retried = True
+            if wait and retried:
+                results[-1] = await client.execute_command(*wait, **wait_options)
     except RedisError as e:
         raise _translate(client, e) from e
-    return _check(client, results)
+    _check(client, results)
+    if wait:
+        _report_wait(results.pop(), calls)
+    return results
+
+
+def scan_iter(client: Any, match: str, count: int = 1000) -> Iterator[bytes]:
+    """Every key matching ``match``, from every primary: on a cluster, each primary in turn
+    (a plain ``SCAN`` sees one node only); elsewhere, the one server.
+
+    A key can be yielded twice, or missed, if it moves between primaries during the scan (a
+    resharding): callers validate what they find and tolerate duplicates.
+    """
+    if isinstance(client, redis.cluster.RedisCluster):
+        for node in client.get_primaries():
+            cursor = 0
+            while True:
+                # The cluster's SCAN answers ({node name: cursor}, keys).
+                reply: Any = client.scan(cursor, match=match, count=count, target_nodes=node)
+                cursors, keys = reply
+                yield from keys
+                cursor = cursors[node.name]
+                if cursor == 0:
+                    break
+    else:
+        yield from client.scan_iter(match=match, count=count)
+
+
+async def ascan_iter(client: Any, match: str, count: int = 1000) -> AsyncIterator[bytes]:
+    """The async twin of ``scan_iter``."""
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        await client.initialize()
+        for node in client.get_primaries():
+            cursor = 0
+            while True:
+                reply: Any = await client.scan(cursor, match=match, count=count, target_nodes=node)
+                cursors, keys = reply
+                for key in keys:
+                    yield key
+                cursor = cursors[node.name]
+                if cursor == 0:
+                    break
+    else:
+        async for key in client.scan_iter(match=match, count=count):
+            yield key
