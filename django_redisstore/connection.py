@@ -95,6 +95,9 @@ _UNAVAILABLE = (
     SlotNotCoveredError,
 )
 
+# What redis-py raises: RedisClusterException is not a RedisError.
+_ERRORS = (RedisError, RedisClusterException)
+
 # Commands of the engine that only read: anything else is a write that REDISSTORE_WAIT_REPLICAS
 # waits for. LOAD_SLIDING writes a TTL only, whose loss in a failover costs nothing.
 _READS = frozenset({"GET", "EXISTS", "PTTL", "TTL", "ZRANGE", "ZSCORE", "ZCARD", "SCAN"})
@@ -197,13 +200,13 @@ def _url() -> str:
     return url
 
 
-def _cluster_options(module: Any) -> dict[str, Any]:
+def _cluster_options(module: Any, client_module: Any) -> dict[str, Any]:
     options = _client_options()
     options.pop("health_check_interval")  # the sync RedisCluster does not take it
     if conf.TLS is not None:
         options["ssl"] = True
     nodes = [module.ClusterNode(*parse_address(a)) for a in conf.CLUSTER_NODES or ()]
-    return {"startup_nodes": nodes, "retry": _retry(module), **options}
+    return {"startup_nodes": nodes, "retry": _retry(client_module), **options}
 
 
 def _sentinel(module: Any) -> Any:
@@ -234,7 +237,7 @@ def _service() -> str:
 def _new_client() -> Any:
     kind = topology()
     if kind == "cluster":
-        return redis.cluster.RedisCluster(**_cluster_options(redis.cluster))
+        return redis.cluster.RedisCluster(**_cluster_options(redis.cluster, redis))
     if kind == "sentinel":
         return _sentinel(redis.sentinel).master_for(_service(), retry=_retry(redis))
     if conf.URL:
@@ -250,7 +253,9 @@ def _new_client() -> Any:
 def _new_async_client() -> Any:
     kind = topology()
     if kind == "cluster":
-        return redis.asyncio.cluster.RedisCluster(**_cluster_options(redis.asyncio.cluster))
+        return redis.asyncio.cluster.RedisCluster(
+            **_cluster_options(redis.asyncio.cluster, redis.asyncio)
+        )
     if kind == "sentinel":
         sentinel = _sentinel(redis.asyncio.sentinel)
         return sentinel.master_for(_service(), retry=_retry(redis.asyncio))
@@ -281,7 +286,10 @@ def get_client() -> Any:
         with _lock:
             client = _clients.get(key)
             if client is None:
-                client = _clients[key] = _new_client()
+                try:
+                    client = _clients[key] = _new_client()
+                except _ERRORS as e:  # RedisCluster connects as it is made
+                    raise _translate(None, e) from e
     return client
 
 
@@ -322,7 +330,12 @@ _SENTINEL_POOLS = (
 
 
 def describe(client: Any) -> str:
-    """Where ``client`` connects to, for error messages: never a password."""
+    """Where ``client`` connects to, for error messages: never a password.
+
+    ``None`` describes the cluster that the settings name (before its client exists).
+    """
+    if client is None:
+        return "Redis Cluster (start nodes " + ", ".join(map(str, conf.CLUSTER_NODES or ())) + ")"
     if isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)):
         return "Redis Cluster (start nodes " + ", ".join(client.nodes_manager.startup_nodes) + ")"
     pool = client.connection_pool
@@ -340,14 +353,14 @@ def describe(client: Any) -> str:
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
-def _unavailable(error: RedisError) -> bool:
+def _unavailable(error: Exception) -> bool:
     if isinstance(error, _UNAVAILABLE):
         return True
     # RedisCluster reports "no start node answers" as a bare RedisClusterException.
     return isinstance(error, RedisClusterException) and isinstance(error.__cause__, _UNAVAILABLE)
 
 
-def _translate(client: Any, error: RedisError) -> RedisStoreError:
+def _translate(client: Any, error: Exception) -> RedisStoreError:
     if _unavailable(error):
         kind = "timed out" if isinstance(error, RedisTimeoutError) else "is unreachable"
         return ConnectionInterrupted(f"Redis at {describe(client)} {kind}: {error}")
@@ -356,7 +369,7 @@ def _translate(client: Any, error: RedisError) -> RedisStoreError:
 
 def _check(client: Any, results: list[Any]) -> list[Any]:
     for result in results:
-        if isinstance(result, RedisError):
+        if isinstance(result, _ERRORS):
             raise _translate(client, result) from result
     return results
 
@@ -425,7 +438,7 @@ def execute(client: Any, calls: Sequence[Call]) -> list[Any]:
                     retried = True
             if wait and retried:  # the WAIT above ran before these writes
                 results[-1] = client.execute_command(*wait, **wait_options)
-    except RedisError as e:
+    except _ERRORS as e:
         raise _translate(client, e) from e
     _check(client, results)
     if wait:
@@ -464,7 +477,7 @@ async def aexecute(client: Any, calls: Sequence[Call]) -> list[Any]:
                     retried = True
             if wait and retried:
                 results[-1] = await client.execute_command(*wait, **wait_options)
-    except RedisError as e:
+    except _ERRORS as e:
         raise _translate(client, e) from e
     _check(client, results)
     if wait:
