@@ -209,12 +209,13 @@ def _cluster_options(module: Any, client_module: Any) -> dict[str, Any]:
     return {"startup_nodes": nodes, "retry": _retry(client_module), **options}
 
 
-def _sentinel(module: Any) -> Any:
+def _sentinel(module: Any, client_module: Any) -> Any:
     """A ``Sentinel`` manager: TLS and timeouts apply to the Sentinels too, unless
     ``REDISSTORE_SENTINEL_OPTIONS`` says otherwise (``{"ssl": False}``, a password...)."""
     sentinel_options: dict[str, Any] = {
         "socket_connect_timeout": conf.CONNECT_TIMEOUT,
         "socket_timeout": conf.SOCKET_TIMEOUT,
+        "retry": _retry(client_module),  # redis-py's default backs off for seconds
     }
     if conf.TLS is not None:
         sentinel_options.update(ssl=True, **_tls_options())
@@ -239,7 +240,7 @@ def _new_client() -> Any:
     if kind == "cluster":
         return redis.cluster.RedisCluster(**_cluster_options(redis.cluster, redis))
     if kind == "sentinel":
-        return _sentinel(redis.sentinel).master_for(_service(), retry=_retry(redis))
+        return _sentinel(redis.sentinel, redis).master_for(_service(), retry=_retry(redis))
     if conf.URL:
         return redis.Redis.from_url(_url(), retry=_retry(redis), **_client_options())
     if conf.CACHE_ALIAS:
@@ -257,7 +258,7 @@ def _new_async_client() -> Any:
             **_cluster_options(redis.asyncio.cluster, redis.asyncio)
         )
     if kind == "sentinel":
-        sentinel = _sentinel(redis.asyncio.sentinel)
+        sentinel = _sentinel(redis.asyncio.sentinel, redis.asyncio)
         return sentinel.master_for(_service(), retry=_retry(redis.asyncio))
     if conf.URL:
         return redis.asyncio.Redis.from_url(
@@ -304,6 +305,12 @@ def get_async_client() -> Any:
     return client
 
 
+_SENTINEL_POOLS = (
+    redis.sentinel.SentinelConnectionPool,
+    redis.asyncio.sentinel.SentinelConnectionPool,
+)
+
+
 def reset() -> None:
     """Forget every client (tests call this when they point the settings at another server)."""
     with _lock:
@@ -312,6 +319,8 @@ def reset() -> None:
                 client.close()
             else:
                 client.connection_pool.disconnect()
+            for sentinel in _sentinels_of(client):
+                sentinel.close()
         _clients.clear()
     _async_clients.clear()
 
@@ -321,12 +330,14 @@ async def aclose() -> None:
     clients = _async_clients.pop(asyncio.get_running_loop(), {})
     for client in clients.values():
         await client.aclose()
+        for sentinel in _sentinels_of(client):
+            await sentinel.aclose()
 
 
-_SENTINEL_POOLS = (
-    redis.sentinel.SentinelConnectionPool,
-    redis.asyncio.sentinel.SentinelConnectionPool,
-)
+def _sentinels_of(client: Any) -> list[Any]:
+    """The clients of the Sentinels behind ``client`` (they hold connections of their own)."""
+    pool = getattr(client, "connection_pool", None)
+    return list(pool.sentinel_manager.sentinels) if isinstance(pool, _SENTINEL_POOLS) else []
 
 
 def describe(client: Any) -> str:

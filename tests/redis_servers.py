@@ -329,7 +329,8 @@ class SentinelGroup:
 
     def primary_address(self) -> tuple[str, int]:
         with self.sentinels[0].client() as client:
-            host, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+            reply = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+            host, port = reply
             return host.decode(), int(port)
 
     def server_at(self, port: int) -> RedisServer:
@@ -419,7 +420,7 @@ def make_certificates(directory: Path) -> dict[str, Path]:
     """A throwaway CA, and a server and a client certificate that it signs (EC P-256, 2 days)."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        raise RuntimeError("The TLS tests need the openssl command line tool (apt-get install openssl)")
+        raise RuntimeError("The TLS tests need the openssl tool (apt-get install openssl)")
     key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
     def run(*args: str) -> None:
