@@ -431,8 +431,8 @@ def _report_wait(acknowledged: Any, calls: Sequence[Call]) -> None:
 
 def execute(client: Any, calls: Sequence[Call]) -> list[Any]:
     """Send ``calls`` in one round trip and return their replies, in order."""
-    wait, wait_options = _wait_for(client, calls)
     try:
+        wait, wait_options = _wait_for(client, calls)
         if len(calls) == 1 and not wait:
             results = [_run_one(client, calls[0])]
         else:
@@ -466,8 +466,10 @@ def _run_one(client: Any, call: Call) -> Any:
 
 async def aexecute(client: Any, calls: Sequence[Call]) -> list[Any]:
     """The async twin of ``execute``."""
-    wait, wait_options = _wait_for(client, calls)
     try:
+        if conf.WAIT_REPLICAS > 0 and isinstance(client, redis.asyncio.cluster.RedisCluster):
+            await client.initialize()  # the slot map, to route the WAIT (a no-op once known)
+        wait, wait_options = _wait_for(client, calls)
         if len(calls) == 1 and not wait:
             call = calls[0]
             try:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import django
 import pytest
 import redis
 from django.contrib.auth import SESSION_KEY
@@ -159,10 +160,34 @@ def test_wait_replicas_waits_on_the_primary_of_the_session(
     assert {port: after[port] - before[port] for port in after} == {
         s.port: int(s is primary) for s in cluster.primaries
     }
-    replica = cluster_client.get_node_from_key(name, replica=True)
-    with redis.Redis(host=replica.host, port=replica.port, password=PASSWORD) as client:
+    with primary.client() as client:
+        replica_port = client.info("replication")["slave0"]["port"]
+    with redis.Redis(host="127.0.0.1", port=replica_port, password=PASSWORD) as client:
         client.execute_command("READONLY")
         assert client.get(name) == cluster_client.get(name)
+
+
+@pytest.mark.skipif(django.VERSION < (5, 1), reason="Django's async session API is new in 5.1")
+async def test_async_wait_replicas_waits_on_the_primary_of_the_session(
+    settings: Any, cluster: Cluster, cluster_client: RedisCluster
+) -> None:
+    settings.REDISSTORE_WAIT_REPLICAS = 1
+    try:
+        session = SessionStore()
+        await session.aset("a", 1)
+        await session.asave()  # the client's first command: WAIT needs its slot map already
+        await session.aset("a", 2)
+        await session.asave()  # the first SAVE on a node may cost an EVAL fallback: a second WAIT
+        primary = primary_of(cluster, cluster_client, stored_name(session))
+        before = {s.port: command_calls(s, "wait") for s in cluster.primaries}
+        await session.aset("a", 3)
+        await session.asave()
+        after = {s.port: command_calls(s, "wait") for s in cluster.primaries}
+    finally:
+        await connection.aclose()
+    assert {port: after[port] - before[port] for port in after} == {
+        s.port: int(s is primary) for s in cluster.primaries
+    }
 
 
 def test_unreachable_cluster_raises_connection_interrupted(settings: Any) -> None:
