@@ -133,6 +133,12 @@ def parse_address(address: Any) -> tuple[str, int]:
     return host, port
 
 
+# redis-py before 6 recurses without end (RecursionError) when a server drops a connection right
+# after accepting it (a TLS server refusing the client's certificate): the health check's PING
+# reconnects, and the reconnection's first command checks health again. Check health on 6+ only.
+_HEALTH_CHECKS = int(redis.__version__.split(".")[0]) >= 6
+
+
 def _config_key() -> tuple[Any, ...]:
     return (
         conf.URL,
@@ -164,7 +170,7 @@ def _client_options() -> dict[str, Any]:
     options: dict[str, Any] = {
         "socket_connect_timeout": conf.CONNECT_TIMEOUT,
         "socket_timeout": conf.SOCKET_TIMEOUT,
-        "health_check_interval": 30,
+        "health_check_interval": 30 if _HEALTH_CHECKS else 0,
     }
     options.update(_tls_options())
     options.update(conf.CONNECTION_OPTIONS)
