@@ -435,6 +435,23 @@ def _report_wait(acknowledged: Any, calls: Sequence[Call]) -> None:
         )
 
 
+def _pipeline(
+    client: Any, calls: Sequence[Call], wait: tuple[Any, ...], wait_options: dict[str, Any]
+) -> Any:
+    pipe = client.pipeline(transaction=False)
+    for call in calls:
+        pipe.execute_command(*call.args)
+    if wait:
+        pipe.execute_command(*wait, **wait_options)
+    return pipe
+
+
+def _unknown_scripts(calls: Sequence[Call], results: list[Any]) -> list[int]:
+    """Where the server answered NOSCRIPT (a restart, a failover, a new node): those calls are
+    sent again as EVAL, in a second pipeline that carries its own WAIT."""
+    return [i for i, call in enumerate(calls) if isinstance(results[i], NoScriptError)]
+
+
 def execute(client: Any, calls: Sequence[Call]) -> list[Any]:
     """Send ``calls`` in one round trip and return their replies, in order."""
     try:
@@ -442,19 +459,15 @@ def execute(client: Any, calls: Sequence[Call]) -> list[Any]:
         if len(calls) == 1 and not wait:
             results = [_run_one(client, calls[0])]
         else:
-            pipe = client.pipeline(transaction=False)
-            for call in calls:
-                pipe.execute_command(*call.args)
-            if wait:
-                pipe.execute_command(*wait, **wait_options)
-            results = pipe.execute(raise_on_error=False)
-            retried = False
-            for i, call in enumerate(calls):
-                if isinstance(results[i], NoScriptError):
-                    results[i] = client.execute_command(*call.as_eval())
-                    retried = True
-            if wait and retried:  # the WAIT above ran before these writes
-                results[-1] = client.execute_command(*wait, **wait_options)
+            results = _pipeline(client, calls, wait, wait_options).execute(raise_on_error=False)
+            if again := _unknown_scripts(calls, results):
+                evals = [Call(calls[i].as_eval()) for i in again]
+                pipe = _pipeline(client, evals, wait, wait_options)
+                replies = pipe.execute(raise_on_error=False)
+                for i, reply in zip(again, replies, strict=False):
+                    results[i] = reply
+                if wait:
+                    results[-1] = replies[-1]
     except _ERRORS as e:
         raise _translate(client, e) from e
     _check(client, results)
@@ -483,19 +496,16 @@ async def aexecute(client: Any, calls: Sequence[Call]) -> list[Any]:
             except NoScriptError:
                 results = [await client.execute_command(*call.as_eval())]
         else:
-            pipe = client.pipeline(transaction=False)
-            for call in calls:
-                pipe.execute_command(*call.args)
-            if wait:
-                pipe.execute_command(*wait, **wait_options)
+            pipe = _pipeline(client, calls, wait, wait_options)
             results = await pipe.execute(raise_on_error=False)
-            retried = False
-            for i, call in enumerate(calls):
-                if isinstance(results[i], NoScriptError):
-                    results[i] = await client.execute_command(*call.as_eval())
-                    retried = True
-            if wait and retried:
-                results[-1] = await client.execute_command(*wait, **wait_options)
+            if again := _unknown_scripts(calls, results):
+                evals = [Call(calls[i].as_eval()) for i in again]
+                pipe = _pipeline(client, evals, wait, wait_options)
+                replies = await pipe.execute(raise_on_error=False)
+                for i, reply in zip(again, replies, strict=False):
+                    results[i] = reply
+                if wait:
+                    results[-1] = replies[-1]
     except _ERRORS as e:
         raise _translate(client, e) from e
     _check(client, results)

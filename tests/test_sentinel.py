@@ -100,6 +100,26 @@ def test_wait_replicas_costs_no_extra_round_trip(
     assert "replicas acknowledged" not in caplog.text
 
 
+def test_writes_resent_as_eval_are_waited_for_too(
+    settings: Any, sentinel_group: SentinelGroup, caplog: Any
+) -> None:
+    settings.REDISSTORE_WAIT_REPLICAS = 1
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    with sentinel_group.primary.client() as primary:
+        primary.script_flush()  # as after a restart: the next EVALSHA answers NOSCRIPT
+        waits = primary.info("commandstats")["cmdstat_wait"]["calls"]
+    reader = SessionStore(session.session_key)
+    reader[SESSION_KEY] = "3"
+    reader.save()  # SAVE and INDEX_ADD: NOSCRIPT, then both again as EVAL, each batch waited for
+    with sentinel_group.primary.client() as primary:
+        assert primary.info("commandstats")["cmdstat_wait"]["calls"] == waits + 2
+    with sentinel_group.replica.client() as replica:
+        assert index_members(replica, "3") == {keys.session_id(session.session_key or "")}
+    assert "replicas acknowledged" not in caplog.text
+
+
 def test_wait_replicas_warns_when_too_few_replicas_answer(settings: Any, caplog: Any) -> None:
     settings.REDISSTORE_WAIT_REPLICAS = 2  # the topology has one replica
     settings.REDISSTORE_WAIT_TIMEOUT = 0.05
