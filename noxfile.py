@@ -25,6 +25,8 @@ TEST_DEPS = [
     "pytest-asyncio>=0.23",
     "hypothesis>=6",
     "django-redis>=5.4",
+    "playwright>=1.40",  # drives Debian's Chromium (/usr/bin/chromium); no browser download
+    "django-redis-sessions>=0.6",  # a source of `sessions import`
 ]
 
 

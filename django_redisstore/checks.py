@@ -6,10 +6,13 @@ Ids are stable: ``django_redisstore.E001``... for errors, ``...W001``... for war
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 from redis.connection import parse_url
 
 from .conf import conf
@@ -20,6 +23,9 @@ _REDIS_CACHE_BACKENDS = (
     "django_redis.cache.RedisCache",
     "django.core.cache.backends.redis.RedisCache",
 )
+
+_DB_PATH = re.compile(r"(/[0-9]*/?)?")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def _engine_in_use() -> bool:
@@ -35,6 +41,9 @@ def _database(url: str) -> tuple[Any, ...] | None:
     db = int(kwargs.get("db", 0) or 0)
     if "path" in kwargs:
         return (kwargs["path"], db)
+    # redis-py ignores a database that is not a number ("/sessions") and connects to db 0.
+    if not _DB_PATH.fullmatch(urlsplit(url).path):
+        return None
     return (kwargs.get("host", "localhost"), int(kwargs.get("port", 6379) or 6379), db)
 
 
@@ -42,6 +51,8 @@ def _locations(cache: dict[str, Any]) -> list[str]:
     location = cache.get("LOCATION", [])
     if isinstance(location, str):
         location = location.split(",")
+    if not isinstance(location, (list, tuple)):
+        return []  # nothing this check understands: Django's own checks cover the cache
     return [loc.strip() for loc in location if loc.strip()]
 
 
@@ -50,7 +61,9 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
         return []
     url, alias = conf.URL, conf.CACHE_ALIAS
     caches: dict[str, dict[str, Any]] = getattr(settings, "CACHES", {})
-    if conf.SENTINELS or conf.CLUSTER_NODES:
+    if getattr(settings, "REDISSTORE_SENTINELS", None) or getattr(
+        settings, "REDISSTORE_CLUSTER_NODES", None
+    ):
         return []  # check_topology's business
     if not url and not alias:
         return [
@@ -71,9 +84,10 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
             )
         ]
     if alias:
-        backend = caches.get(alias, {}).get("BACKEND")
+        backend = caches.get(alias, {}).get("BACKEND") if isinstance(alias, str) else None
         if backend != "django_redis.cache.RedisCache":
-            found = "no such cache" if alias not in caches else f"its BACKEND is {backend!r}"
+            known = isinstance(alias, str) and alias in caches
+            found = f"its BACKEND is {backend!r}" if known else "no such cache"
             return [
                 Error(
                     f"REDISSTORE_CACHE_ALIAS {alias!r} is not a django-redis cache ({found}).",
@@ -85,10 +99,12 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
         urls = _locations(caches[alias])
     else:
         assert url is not None
-        if _database(url) is None:
+        if not isinstance(url, str) or _database(url) is None:
+            # Not even a string: its repr could hold a password, so only its type is named.
+            shown = repr(_without_password(url)) if isinstance(url, str) else type(url).__name__
             return [
                 Error(
-                    f"REDISSTORE_URL {_without_password(url)!r} is not a valid Redis URL.",
+                    f"REDISSTORE_URL {shown} is not a valid Redis URL.",
                     hint="Use redis://[[user]:password@]host[:port][/db], rediss://... for TLS, "
                     "or unix:///path/to/redis.sock[?db=N].",
                     id="django_redisstore.E003",
@@ -112,6 +128,8 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
 
 
 def _without_password(url: str) -> str:
+    # redis-py also takes the password as a query argument (``?password=...``).
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if "@" not in rest:
         return url
@@ -254,6 +272,51 @@ def _check_tls(topology: bool) -> list[CheckMessage]:
     return errors
 
 
+_DURATIONS = (
+    ("REMEMBER_ME_AGE", "django_redisstore.E020"),
+    ("IDLE_TIMEOUT", "django_redisstore.E021"),
+    ("ABSOLUTE_TIMEOUT", "django_redisstore.E022"),
+    ("DEVICE_UPDATE_INTERVAL", "django_redisstore.E023"),
+)
+
+
+def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
+    """Remember-me, idle and absolute timeouts and device-record settings that cannot work."""
+    errors: list[CheckMessage] = []
+    for name, check_id in _DURATIONS:
+        try:
+            getattr(conf, name)
+        except ImproperlyConfigured as e:
+            errors.append(
+                Error(str(e), hint="For example 3600 or timedelta(hours=1).", id=check_id)
+            )
+    try:
+        from .middleware import _networks
+
+        _networks(tuple(conf.TRUSTED_PROXIES))
+    except (ImproperlyConfigured, TypeError) as e:
+        errors.append(
+            Error(
+                f"REDISSTORE_TRUSTED_PROXIES is not a list of addresses or networks: {e}",
+                hint="For example ['10.0.0.0/8', '127.0.0.1'].",
+                id="django_redisstore.E024",
+            )
+        )
+    if errors:
+        return errors
+    absolute = conf.ABSOLUTE_TIMEOUT
+    if absolute is not None and absolute < conf.REMEMBER_ME_AGE:
+        errors.append(
+            Warning(
+                "REDISSTORE_REMEMBER_ME_AGE is longer than REDISSTORE_ABSOLUTE_TIMEOUT: "
+                "remembered sign-ins end at the absolute timeout.",
+                hint="Lower REDISSTORE_REMEMBER_ME_AGE, or raise REDISSTORE_ABSOLUTE_TIMEOUT.",
+                id="django_redisstore.W020",
+            )
+        )
+    return errors
+
+
 def _check_wait() -> list[CheckMessage]:
     try:
         replicas, timeout = conf.WAIT_REPLICAS, conf.WAIT_TIMEOUT
@@ -282,4 +345,5 @@ def _check_wait() -> list[CheckMessage]:
 
 def register_checks() -> None:
     register(check_connection, "sessions")
+    register(check_timeouts, "sessions")
     register(check_topology, "sessions")

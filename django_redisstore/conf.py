@@ -6,9 +6,11 @@ cached here, ``override_settings`` in tests just works.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 class Settings:
@@ -59,6 +61,41 @@ class Settings:
         return int(self._get("INDEX_HEADROOM", 86400))
 
     @property
+    def REMEMBER_ME_AGE(self) -> int:
+        """Seconds a "Remember me" sign-in lasts (int or timedelta; default 30 days)."""
+        return to_seconds("REMEMBER_ME_AGE", self._get("REMEMBER_ME_AGE", 30 * 86400))
+
+    @property
+    def IDLE_TIMEOUT(self) -> int | None:
+        """Seconds without a request after which a session ends; reads slide it. None: off."""
+        value = self._get("IDLE_TIMEOUT", None)
+        return None if value is None else to_seconds("IDLE_TIMEOUT", value)
+
+    @property
+    def ABSOLUTE_TIMEOUT(self) -> int | None:
+        """Seconds after its creation (a sign-in) that a session ends whatever its activity."""
+        value = self._get("ABSOLUTE_TIMEOUT", None)
+        return None if value is None else to_seconds("ABSOLUTE_TIMEOUT", value)
+
+    @property
+    def DEVICE_UPDATE_INTERVAL(self) -> int:
+        """Seconds between two writes of a device record's "last seen" by a read-only request."""
+        return to_seconds("DEVICE_UPDATE_INTERVAL", self._get("DEVICE_UPDATE_INTERVAL", 300))
+
+    @property
+    def TRUSTED_PROXIES(self) -> list[str]:
+        """Addresses or networks of the proxies whose ``X-Forwarded-For`` header is believed."""
+        value = self._get("TRUSTED_PROXIES", [])
+        if isinstance(value, str):
+            raise ImproperlyConfigured("REDISSTORE_TRUSTED_PROXIES must be a list, not a string")
+        return [str(item) for item in value]
+
+    @property
+    def REDACT_KEYS(self) -> tuple[str, ...]:
+        """Session keys that ``manage.py sessions inspect`` hides, besides ``_auth_user_hash``."""
+        return tuple(self._get("REDACT_KEYS", ()))
+
+    @property
     def SENTINELS(self) -> list[str | tuple[str, int]] | None:
         """Sentinels to ask for the primary: ``"host:port"`` strings or ``(host, port)`` pairs."""
         value = self._get("SENTINELS", None)
@@ -96,6 +133,17 @@ class Settings:
     def WAIT_TIMEOUT(self) -> float:
         """Seconds a write waits for ``WAIT_REPLICAS`` replicas at most."""
         return float(self._get("WAIT_TIMEOUT", 0.25))
+
+
+def to_seconds(name: str, value: Any) -> int:
+    """A duration setting as whole seconds: an int, or a ``timedelta``."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ImproperlyConfigured(
+            f"REDISSTORE_{name} must be a positive number of seconds or a timedelta, not {value!r}"
+        )
+    return int(value)
 
 
 conf = Settings()

@@ -1,4 +1,4 @@
-"""Redis clients (process-wide, made on first use) and the two drivers that send ``Call`` batches.
+"""Redis clients (process-wide, made on first use) and the drivers that send ``Call`` batches.
 
 The engine builds every Redis interaction as a list of ``Call`` objects (see ``scripts``); this
 module is the only place that knows whether they travel through ``redis.Redis`` or
@@ -10,6 +10,10 @@ Redis Cluster (``REDISSTORE_CLUSTER_NODES``). The clients are redis-py's own (``
 A batch of one call is sent as it is, a longer batch as one non-transactional pipeline: one round
 trip either way. On a cluster such a pipeline may span several primaries (redis-py sends each
 its share at once); that is safe because every call touches one key (see ``keys``).
+
+``run``/``arun`` drive a flow (a generator of such batches, see ``session``) to its end.
+``scan_batches``, ``execute_plain`` and ``unlink`` serve the bulk tools, which walk the keyspace
+(each primary in turn on a cluster).
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import asyncio
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 import redis.asyncio
@@ -45,6 +49,10 @@ from .exceptions import ConnectionInterrupted, RedisStoreError
 from .scripts import LOAD_SLIDING, Call
 
 logger = logging.getLogger("django_redisstore")
+
+T = TypeVar("T")
+#: A flow: a generator that yields batches of calls, receives their replies and returns a value.
+Flow = Generator[list[Call], list[Any], T]
 
 _lock = threading.Lock()
 _clients: dict[tuple[Any, ...], Any] = {}
@@ -332,10 +340,18 @@ def reset() -> None:
 
 
 async def aclose() -> None:
-    """Close and forget the async clients of the running event loop (before the loop ends)."""
+    """Close and forget the async clients of the running event loop.
+
+    Async clients belong to one event loop and cannot outlive it: call this before a loop ends
+    (ASGI lifespan shutdown, the end of ``asyncio.run``), or its sockets are left for the
+    garbage collector to find open.
+    """
     clients = _async_clients.pop(asyncio.get_running_loop(), {})
     for client in clients.values():
         await client.aclose()
+        pool = getattr(client, "connection_pool", None)  # a cluster client has none
+        if pool is not None:
+            await pool.disconnect()  # a pool the client was given is not closed with it
         for sentinel in _sentinels_of(client):
             await sentinel.aclose()
 
@@ -353,7 +369,7 @@ def describe(client: Any) -> str:
     """
     if client is None:
         return "Redis Cluster (start nodes " + ", ".join(map(str, conf.CLUSTER_NODES or ())) + ")"
-    if isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)):
+    if _is_cluster(client):
         return "Redis Cluster (start nodes " + ", ".join(client.nodes_manager.startup_nodes) + ")"
     pool = client.connection_pool
     if isinstance(pool, _SENTINEL_POOLS):
@@ -416,7 +432,7 @@ def _wait_for(client: Any, calls: Sequence[Call]) -> tuple[tuple[Any, ...], dict
     if write is None:
         return (), {}
     args = ("WAIT", replicas, max(1, round(conf.WAIT_TIMEOUT * 1000)))
-    if isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)):
+    if _is_cluster(client):
         return args, {"target_nodes": client.get_node_from_key(_key_of(write))}
     return args, {}
 
@@ -514,42 +530,199 @@ async def aexecute(client: Any, calls: Sequence[Call]) -> list[Any]:
     return results
 
 
-def scan_iter(client: Any, match: str, count: int = 1000) -> Iterator[bytes]:
-    """Every key matching ``match``, from every primary: on a cluster, each primary in turn
-    (a plain ``SCAN`` sees one node only); elsewhere, the one server.
+# Drivers of flows -----------------------------------------------------------------------------
 
-    A key can be yielded twice, or missed, if it moves between primaries during the scan (a
-    resharding): callers validate what they find and tolerate duplicates.
+
+def run(flow: Flow[T]) -> T:
+    """Drive ``flow`` with the sync client: one round trip per batch it yields.
+
+    The client is fetched only once the flow has something to send: a flow that ends without
+    I/O (a malformed key, nothing to save) costs no connection at all.
     """
-    if isinstance(client, redis.cluster.RedisCluster):
-        for node in client.get_primaries():
-            cursor = 0
-            while True:
-                # The cluster's SCAN answers ({node name: cursor}, keys).
-                reply: Any = client.scan(cursor, match=match, count=count, target_nodes=node)
-                cursors, keys = reply
-                yield from keys
-                cursor = cursors[node.name]
-                if cursor == 0:
-                    break
-    else:
-        yield from client.scan_iter(match=match, count=count)
+    try:
+        calls = next(flow)
+        client = get_client()
+        while True:
+            calls = flow.send(execute(client, calls))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
-async def ascan_iter(client: Any, match: str, count: int = 1000) -> AsyncIterator[bytes]:
-    """The async twin of ``scan_iter``."""
-    if isinstance(client, redis.asyncio.cluster.RedisCluster):
-        await client.initialize()
-        for node in client.get_primaries():
+async def arun(flow: Flow[T]) -> T:
+    """The async twin of ``run``."""
+    try:
+        calls = next(flow)
+        client = get_async_client()
+        while True:
+            calls = flow.send(await aexecute(client, calls))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def run_all(flows: Sequence[Flow[T]]) -> list[T]:
+    """Drive several independent flows in lockstep, their batches merged into one pipeline.
+
+    Bulk tools (``sessions import``) write thousands of sessions with the engine's own flows:
+    step by step, every flow's next batch travels in the same round trip, so a thousand sessions
+    cost the round trips of one. An exception raised by a flow propagates.
+    """
+    client = get_client()
+    results: list[Any] = [None] * len(flows)
+    pending: dict[int, list[Call]] = {}
+    for i, flow in enumerate(flows):
+        try:
+            pending[i] = next(flow)
+        except StopIteration as done:
+            results[i] = done.value
+    while pending:
+        steps = list(pending.items())
+        replies = execute(client, [call for _, calls in steps for call in calls])
+        pending = {}
+        start = 0
+        for i, calls in steps:
+            part = replies[start : start + len(calls)]
+            start += len(calls)
+            try:
+                pending[i] = flows[i].send(part)
+            except StopIteration as done:
+                results[i] = done.value
+    return results
+
+
+# Walking the keyspace --------------------------------------------------------------------------
+
+
+def _is_cluster(client: Any) -> bool:
+    return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
+
+
+def scan_progress(cursor: int) -> float:
+    """How far a ``SCAN`` has got (0 to 1) after it returned ``cursor``.
+
+    Redis walks its hash table in reverse-binary order: the cursor's bits read backwards grow
+    steadily from 0 to the table size. That makes a progress bar possible without counting the
+    keys first.
+    """
+    return int(f"{cursor:064b}"[::-1], 2) / 2**64 if cursor else 1.0
+
+
+class Scanned(NamedTuple):
+    """One ``SCAN`` step: the node it ran on (the client itself unless on Cluster), the keys it
+    returned, and how far the whole walk has got (0 to 1)."""
+
+    node: Any
+    names: list[bytes]
+    done: float
+
+
+def _nodes(client: Any) -> list[Any]:
+    if _is_cluster(client):
+        return [client.get_redis_connection(node) for node in client.get_primaries()]
+    return [client]
+
+
+def scan_batches(client: redis.Redis, match: str, count: int = 1000) -> Iterator[Scanned]:
+    """Every key matching ``match``, a ``SCAN`` reply at a time.
+
+    Never ``KEYS``: each step is one short ``SCAN ... COUNT`` that lets other clients in. On Redis
+    Cluster every primary is scanned in turn (a ``SCAN`` only sees the keys of the node it runs
+    on), and each step names its node, so that the keys it found can be handled there. Keys
+    present for the whole walk are returned at least once; a key may come twice.
+    """
+    nodes = _nodes(client)
+    try:
+        for done, node in enumerate(nodes):
             cursor = 0
             while True:
-                reply: Any = await client.scan(cursor, match=match, count=count, target_nodes=node)
-                cursors, keys = reply
-                for key in keys:
-                    yield key
-                cursor = cursors[node.name]
-                if cursor == 0:
+                cursor, names = node.scan(cursor, match=match, count=count)
+                yield Scanned(node, names, (done + scan_progress(cursor)) / len(nodes))
+                if not cursor:
                     break
-    else:
-        async for key in client.scan_iter(match=match, count=count):
-            yield key
+    except _ERRORS as e:
+        raise _translate(client, e) from e
+
+
+async def ascan_batches(
+    client: redis.asyncio.Redis, match: str, count: int = 1000
+) -> AsyncIterator[Scanned]:
+    """The async twin of ``scan_batches``. On Cluster each step names the cluster client (the
+    async client has no per-node clients): commands about its keys are routed by key."""
+    try:
+        if _is_cluster(client):
+            cluster: Any = client  # SCAN replies there are ({node: cursor}, keys)
+            await cluster.initialize()  # discovers the nodes
+            primaries = cluster.get_primaries()
+            for done, node in enumerate(primaries):
+                cursor = 0
+                while True:
+                    cursors, names = await cluster.scan(
+                        cursor, match=match, count=count, target_nodes=node
+                    )
+                    cursor = cursors[node.name]
+                    progress = (done + scan_progress(cursor)) / len(primaries)
+                    yield Scanned(cluster, names, progress)
+                    if not cursor:
+                        break
+            return
+        cursor = 0
+        while True:
+            cursor, found = await client.scan(cursor, match=match, count=count)
+            yield Scanned(client, found, scan_progress(cursor))  # type: ignore[arg-type]
+            if not cursor:
+                break
+    except _ERRORS as e:
+        raise _translate(client, e) from e
+
+
+def _pack(commands: Sequence[Sequence[Any]]) -> bytes:
+    parts: list[bytes] = []
+    for args in commands:
+        parts.append(b"*%d\r\n" % len(args))
+        for arg in args:
+            data = arg if isinstance(arg, bytes) else str(arg).encode()
+            parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return b"".join(parts)
+
+
+def execute_plain(client: Any, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Send plain commands (no scripts) in one round trip and return their raw replies.
+
+    For the bulk tools, which send thousands of small commands per ``SCAN`` step: this skips
+    redis-py's per-command bookkeeping (a ``Command`` object, a response callback), which costs
+    more than Redis's own work for commands like ``PTTL``. ``client`` must be the node the keys
+    live on (a step of ``scan_batches`` names it); a Cluster client falls back to a routed
+    pipeline.
+    """
+    if _is_cluster(client):
+        return execute(client, [Call.command(*args) for args in commands])
+    return execute_packed(client, _pack(commands), len(commands))
+
+
+def execute_packed(client: Any, packed: bytes, count: int) -> list[Any]:
+    """Send ``count`` commands already in the Redis protocol (``packed``) to one node, in one
+    round trip, and return their raw replies. The fastest path, for the hottest loops (a
+    session walk builds its commands from a byte template)."""
+    if not count:
+        return []
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    try:
+        connection.send_packed_command([packed])
+        read = connection.read_response
+        replies = [read() for _ in range(count)]
+    except RedisError as e:
+        connection.disconnect()  # replies may still be in flight: never reuse it
+        raise _translate(client, e) from e
+    finally:
+        pool.release(connection)
+    return replies
+
+
+def unlink(client: Any, names: Sequence[bytes | str]) -> int:
+    """Unlink ``names`` (wherever they live) and return how many existed: one ``UNLINK`` for all
+    of them, or one per key on Cluster (where a multi-key command must stay within one slot)."""
+    if not names:
+        return 0
+    if _is_cluster(client):
+        return sum(execute(client, [Call.command("UNLINK", name) for name in names]))
+    return int(execute_plain(client, [("UNLINK", *names)])[0])

@@ -93,3 +93,8 @@ def user_index_pattern() -> str:
 
 def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def engine_pattern() -> str:
+    """A ``SCAN MATCH`` pattern for every key of this prefix: sessions and user indexes."""
+    return f"{_glob_escape(conf.KEY_PREFIX)}:[su]:*"

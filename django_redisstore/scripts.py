@@ -103,4 +103,20 @@ return 1
 """,
 )
 
-ALL = (LOAD_SLIDING, SAVE, TOUCH, INDEX_ADD)
+#: Delete a session if it is still the version the caller read (compared by MAC): bulk purges
+#: select sessions by what they read, and leave alone one that a request wrote meanwhile.
+#: ARGV: expected MAC. Returns 0 when nothing was deleted, the deleted record when it belonged to
+#: a signed-in user (its ``until`` is set: the caller decodes it to update that user's index),
+#: 1 otherwise.
+DELETE_IF_UNCHANGED = Script(
+    "delete_if_unchanged",
+    """
+local blob = redis.call('GET', KEYS[1])
+if not blob or string.sub(blob, 19, 34) ~= ARGV[1] then return 0 end
+redis.call('UNLINK', KEYS[1])
+if string.sub(blob, 15, 18) ~= string.rep(string.char(0), 4) then return blob end
+return 1
+""",
+)
+
+ALL = (LOAD_SLIDING, SAVE, TOUCH, INDEX_ADD, DELETE_IF_UNCHANGED)

@@ -1,8 +1,9 @@
 """The session engine: ``SESSION_ENGINE = "django_redisstore.session"``.
 
 Every operation is written once, as a *flow*: a generator that yields batches of Redis calls
-(``scripts.Call``) and receives their replies. ``_run`` drives a flow with the sync client and
-``_arun`` with the async one, so the sync and async APIs share all but the socket.
+(``scripts.Call``) and receives their replies. ``connection.run`` drives a flow with the sync
+client and ``connection.arun`` with the async one, so the sync and async APIs share all but the
+socket.
 
 Round trips: reading a session is one (``GET``, or a script that also slides its TTL), saving a
 change is one (a conditional write, plus index upkeep in the same pipeline), creating is one
@@ -14,10 +15,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Generator
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
+import django
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import (
@@ -26,24 +27,24 @@ from django.contrib.sessions.backends.base import (
     SessionBase,
     UpdateError,
 )
+from django.utils import timezone as django_timezone
 from django.utils.crypto import get_random_string
 
 from . import codec, keys, merge
 from .conf import conf
-from .connection import aexecute, execute, get_async_client, get_client
+from .connection import Flow, arun, run
 from .exceptions import RedisStoreError
 from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH, Call
-
-T = TypeVar("T")
-Flow = Generator[list[Call], list[Any], T]
 
 security_logger = logging.getLogger("django.security.SuspiciousSession")
 
 #: A fresh key colliding with a live one is a 1 in 36**32 event; a few tries make a collision
 #: loop impossible without ever spinning thousands of times when Redis misbehaves.
 _CREATE_ATTEMPTS = 3
-#: Conflicting saves merge and retry; this many in a row means something is badly wrong.
-_SAVE_ATTEMPTS = 20
+#: Conflicting saves merge and retry. Every refused attempt means another request's save got
+#: through, so N requests writing one session at once need at most N attempts each; HTTP/2 lets
+#: a browser run 100 requests at once. More than that in a row means something is badly wrong.
+_SAVE_ATTEMPTS = 128
 
 
 class SessionStore(SessionBase):
@@ -54,6 +55,21 @@ class SessionStore(SessionBase):
 
         def _get_session(self, no_load: bool = False) -> dict[str, Any]: ...
         async def _aget_session(self, no_load: bool = False) -> dict[str, Any]: ...
+
+    if not TYPE_CHECKING and django.VERSION < (5, 1):
+
+        async def _aget_session(self, no_load: bool = False) -> dict[str, Any]:
+            # Django 4.2 has no async session API, so its SessionBase lacks this loader, which
+            # this class's own async storage methods (asave, acreate, acycle_key) build on.
+            self.accessed = True
+            try:
+                return self._session_cache
+            except AttributeError:
+                if self.session_key is None or no_load:
+                    self._session_cache = {}
+                else:
+                    self._session_cache = await self.aload()
+            return self._session_cache
 
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
@@ -92,7 +108,64 @@ class SessionStore(SessionBase):
 
     @staticmethod
     def _slides() -> bool:
-        return bool(settings.SESSION_SAVE_EVERY_REQUEST)
+        # REDISSTORE_IDLE_TIMEOUT makes every read slide the TTL, as SESSION_SAVE_EVERY_REQUEST
+        # does, without rewriting the data.
+        return bool(settings.SESSION_SAVE_EVERY_REQUEST) or conf.IDLE_TIMEOUT is not None
+
+    # Expiry: Django's, capped by the absolute lifetime ---------------------------------------
+
+    def get_session_cookie_age(self) -> int:
+        """With an idle timeout, a session without its own expiry lasts that long unused."""
+        idle = conf.IDLE_TIMEOUT
+        return int(settings.SESSION_COOKIE_AGE) if idle is None else idle
+
+    @staticmethod
+    def _deadline_of(created: float) -> int | None:
+        """The unix time a session created at ``created`` ends whatever its activity."""
+        limit = conf.ABSOLUTE_TIMEOUT
+        # Whole seconds, as the header stores ``created``: every request computes the same.
+        return None if limit is None else math.floor(created) + limit
+
+    def _deadline(self, now: float) -> int | None:
+        # A session not yet written is created now; a signed-in one was created by login().
+        return self._deadline_of(self._created or now)
+
+    def _cap_age(self, age: int, kwargs: dict[str, Any]) -> int:
+        modification = kwargs.get("modification")
+        now = modification.timestamp() if modification is not None else time.time()
+        deadline = self._deadline(now)
+        if deadline is None:
+            return age
+        return max(0, min(age, int(deadline - now)))
+
+    def _cap_date(self, date: datetime) -> datetime:
+        deadline = self._deadline(time.time())
+        if deadline is None:
+            return date
+        if django_timezone.is_naive(date):  # USE_TZ = False: local time, as timezone.now()
+            return min(date, datetime.fromtimestamp(deadline))
+        return min(date, datetime.fromtimestamp(deadline, timezone.utc))
+
+    def get_expiry_age(self, **kwargs: Any) -> int:
+        """Django's expiry age, cut short by ``REDISSTORE_ABSOLUTE_TIMEOUT``: the cookie's
+        ``Max-Age`` (which SessionMiddleware takes from here) and the Redis TTL agree."""
+        return self._cap_age(super().get_expiry_age(**kwargs), kwargs)
+
+    def get_expiry_date(self, **kwargs: Any) -> datetime:
+        return self._cap_date(super().get_expiry_date(**kwargs))
+
+    async def aget_expiry_age(self, **kwargs: Any) -> int:
+        return self._cap_age(await super().aget_expiry_age(**kwargs), kwargs)
+
+    async def aget_expiry_date(self, **kwargs: Any) -> datetime:
+        return self._cap_date(await super().aget_expiry_date(**kwargs))
+
+    def _cap(self, until: float, now: float) -> int:
+        """``until`` (a TTL cap, 0 for none) no later than the absolute deadline."""
+        deadline = self._deadline(now)
+        if deadline is None:
+            return int(until)
+        return deadline if not until else int(min(until, deadline))
 
     def _decode_payload(self, payload: bytes) -> dict[str, Any]:
         data = self.serializer().loads(payload)
@@ -115,7 +188,9 @@ class SessionStore(SessionBase):
 
     def _load_flow(self) -> Flow[dict[str, Any]]:
         session_key = self.session_key
-        assert session_key is not None
+        if session_key is None:  # no key, or one that failed validation: nothing to look up
+            self._forget_record()
+            return {}
         now = time.time()
         sid = keys.session_id(session_key)
         name = keys.session_name(sid)
@@ -126,7 +201,7 @@ class SessionStore(SessionBase):
             (blob,) = yield [Call.command("GET", name)]
         secret = settings.SECRET_KEY
         if blob is None and len(keys.secrets()) > 1:
-            blob, secret, name = yield from self._find_rotated(session_key, now)
+            blob, secret, name = yield from self._find_rotated(session_key, name)
         self._forget_record()
         if blob is None:
             self._session_key = None
@@ -138,6 +213,14 @@ class SessionStore(SessionBase):
             self._session_key = None
             return {}
         self._remember(record, data)
+        deadline = self._deadline_of(record.created)
+        if deadline is not None and now >= deadline:
+            # Past its absolute lifetime (its TTL says otherwise only when the setting was
+            # lowered since it was written): never served, and gone for good.
+            yield self._delete_calls(name, self._user)
+            self._forget_record()
+            self._session_key = None
+            return {}
         if secret != settings.SECRET_KEY:
             # Stored under a name derived from a fallback secret: move it under today's name.
             try:
@@ -145,25 +228,41 @@ class SessionStore(SessionBase):
             except CreateError:  # a parallel request moved it first: save merges with that
                 self._version = b"\x00"
             return data
-        if sliding:
+        if sliding and record.idle:
             self._fresh = True
-            if record.idle and self._user and record.until - now < record.idle:
+            if (
+                self._user
+                and record.until - now < record.idle
+                and (deadline is None or record.until < deadline)
+            ):
                 # The slide hit the index entry's score: extend both (once per headroom period).
                 yield from self._touch_flow(sid, name, record.idle, now)
+            if _persistent(data):
+                # The read moved the expiry: SessionMiddleware re-sends the cookie (with the new
+                # Max-Age) for a modified session only. The save it then calls writes nothing
+                # unless the data changed (see _save_flow).
+                self.modified = True
+        elif sliding:
+            self._fresh = True
         return data
 
-    def _find_rotated(self, session_key: str, now: float) -> Flow[tuple[bytes | None, str, str]]:
-        """After ``SECRET_KEY`` rotation: the record under a fallback secret's name, if any."""
+    def _find_rotated(self, session_key: str, current: str) -> Flow[tuple[bytes | None, str, str]]:
+        """After ``SECRET_KEY`` rotation: the record under a fallback secret's name, if any.
+
+        The current name is read again last, in the same round trip: a parallel request may
+        have moved the record there (it writes the new name before deleting the old one) after
+        this one looked, and missing it would sign the user out.
+        """
         fallbacks = keys.secrets()[1:]
         names = [keys.session_name(keys.session_id(session_key, s)) for s in fallbacks]
-        blobs = yield [Call.command("GET", name) for name in names]
+        *blobs, moved = yield [Call.command("GET", name) for name in [*names, current]]
         for secret, name, blob in zip(fallbacks, names, blobs, strict=True):
             if blob is not None:
                 return blob, secret, name
-        return None, settings.SECRET_KEY, ""
+        return moved, settings.SECRET_KEY, current
 
     def _touch_flow(self, sid: str, name: str, age: int, now: float) -> Flow[None]:
-        until = self._index_until(now, age)
+        until = self._cap(self._index_until(now, age), now)
         replies = yield [
             TOUCH.call(name, age * 1000, until.to_bytes(4, "big")),
             INDEX_ADD.call(keys.user_index_name(self._user or ""), sid, until, repr(now)),
@@ -182,12 +281,14 @@ class SessionStore(SessionBase):
         *,
         create: bool,
         retire: tuple[str, str | None] | None = None,
+        lifetime: int | None = None,
     ) -> Flow[None]:
         """Write ``data``: a new record (``create``) or a conditional save of the one read.
 
         ``retire`` names a record (and its user) to delete in the same round trip: the old key
-        of ``cycle_key()``. On a conflicting save, merge and retry; a record that is gone is
-        never brought back.
+        of ``cycle_key()``. ``lifetime`` (seconds) replaces the expiry age as the record's TTL:
+        a session imported from another engine keeps the time it had left there. On a
+        conflicting save, merge and retry; a record that is gone is never brought back.
         """
         session_key = self.session_key
         assert session_key is not None
@@ -200,22 +301,24 @@ class SessionStore(SessionBase):
         for _ in range(_SAVE_ATTEMPTS):
             expiry = ours.get("_session_expiry")
             age = self.get_expiry_age(expiry=expiry)
+            ttl = age if lifetime is None else lifetime
             user = _user_of(ours)
             index_calls: list[Call] = []
             if self._user and self._user != user and not create:
                 index_calls.append(Call.command("ZREM", keys.user_index_name(self._user), sid))
-            if age <= 0:  # expired already: a session in the past is a session gone
+            if ttl <= 0:  # expired already: a session in the past is a session gone
                 yield [Call.command("DEL", name), *index_calls, *extra]
                 self._forget_record()
                 return
             until: float = 0
             if user:
                 until = self._until if user == self._user and not create else 0
-                if now + age > until:
-                    until = self._index_until(now, age)
+                if now + ttl > until:
+                    until = self._cap(self._index_until(now, ttl), now)
                     index_calls.append(
                         INDEX_ADD.call(keys.user_index_name(user), sid, until, repr(now))
                     )
+            until = self._cap(until, now)  # the absolute lifetime caps every slide
             payload = self._encode_payload(ours)
             blob, mac = codec.pack(
                 name,
@@ -228,9 +331,9 @@ class SessionStore(SessionBase):
                 compress_min_size=conf.COMPRESS_MIN_SIZE,
             )
             if create:
-                write = Call.command("SET", name, blob, "NX", "PX", age * 1000)
+                write = Call.command("SET", name, blob, "NX", "PX", ttl * 1000)
             else:
-                write = SAVE.call(name, self._version, blob, age * 1000)
+                write = SAVE.call(name, self._version, blob, ttl * 1000)
             reply = (yield [write, *index_calls, *extra])[0]
             extra = []
             if create and reply is None:
@@ -251,6 +354,31 @@ class SessionStore(SessionBase):
             ours = self._merge_into(name, reply, base, mine)
             now = time.time()
         raise RedisStoreError(f"gave up saving {name} after {_SAVE_ATTEMPTS} conflicting writes")
+
+    def _import_flow(self, data: dict[str, Any], lifetime: int | None) -> Flow[bool]:
+        """Store ``data`` under this store's key for ``lifetime`` seconds (None: its expiry
+        age), unless a session already lives there: False then (``sessions import`` is
+        idempotent)."""
+        try:
+            yield from self._write_flow(data, time.time(), create=True, lifetime=lifetime)
+        except CreateError:
+            return False
+        return True
+
+    def decode_stored(self, name: str, blob: bytes) -> tuple[codec.Record, dict[str, Any]]:
+        """Verify and decode the bytes stored under the key ``name``, as a request's read does
+        (``SECRET_KEY`` first, then its fallbacks); raise ``codec.InvalidRecord`` if they fail.
+
+        For the tools that read other sessions than this store's own (``index``,
+        ``operations``): one store decodes any number of records.
+        """
+        error = codec.InvalidRecord("no secret to verify the record with")
+        for secret in keys.secrets():
+            try:
+                return self._read(name, blob, secret)
+            except codec.InvalidRecord as e:
+                error = e
+        raise error
 
     def _merge_into(
         self, name: str, current: bytes, base: dict[str, Any], mine: dict[str, Any]
@@ -293,8 +421,12 @@ class SessionStore(SessionBase):
         return bool(found)
 
     def _save_flow(self, data: dict[str, Any], must_create: bool) -> Flow[None]:
-        if self._fresh and not self.modified and not must_create:
-            return  # the read already slid the TTL and nothing changed: no round trip
+        if (
+            self._fresh
+            and not must_create
+            and (not self.modified or self._encode_payload(data) == self._base)
+        ):
+            return  # the read already slid the TTL and the data is as read: no round trip
         yield from self._write_flow(data, time.time(), create=must_create)
 
     def _create_flow(self, data: dict[str, Any], retire: str | None) -> Flow[None]:
@@ -315,25 +447,10 @@ class SessionStore(SessionBase):
 
     # Drivers -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _run(flow: Flow[T]) -> T:
-        client = get_client()
-        try:
-            calls = next(flow)
-            while True:
-                calls = flow.send(execute(client, calls))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-
-    @staticmethod
-    async def _arun(flow: Flow[T]) -> T:
-        client = get_async_client()
-        try:
-            calls = next(flow)
-            while True:
-                calls = flow.send(await aexecute(client, calls))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+    # The drivers live in ``connection`` (the bulk tools of ``index`` and ``operations`` use them
+    # too); these names stay for the methods below.
+    _run = staticmethod(run)
+    _arun = staticmethod(arun)
 
     # Django's contract, sync ---------------------------------------------------------------
 
@@ -350,6 +467,8 @@ class SessionStore(SessionBase):
         if self.session_key is None:
             return self.create()
         data = self._get_session(no_load=must_create)
+        if self.session_key is None:  # the read found no session under that key: a new one
+            return self.create()
         self._run(self._save_flow(data, must_create))
 
     def delete(self, session_key: str | None = None) -> None:
@@ -361,7 +480,14 @@ class SessionStore(SessionBase):
 
     @classmethod
     def clear_expired(cls) -> None:
-        """Nothing to do: Redis expires sessions by itself (every record has a TTL)."""
+        """Prune the per-user index of entries whose session is gone (``manage.py clearsessions``).
+
+        Redis expires the sessions themselves. The summary goes to the ``django_redisstore``
+        logger at INFO (see README.rst, "Operating sessions").
+        """
+        from .index import prune_indexes
+
+        prune_indexes()
 
     # Django's contract, async (Django 5.1+) ---------------------------------------------------
 
@@ -379,6 +505,8 @@ class SessionStore(SessionBase):
         if self.session_key is None:
             return await self.acreate()
         data = await self._aget_session(no_load=must_create)
+        if self.session_key is None:  # the read found no session under that key: a new one
+            return await self.acreate()
         await self._arun(self._save_flow(data, must_create))
 
     async def adelete(self, session_key: str | None = None) -> None:
@@ -390,7 +518,18 @@ class SessionStore(SessionBase):
 
     @classmethod
     async def aclear_expired(cls) -> None:
-        """Nothing to do: Redis expires sessions by itself (every record has a TTL)."""
+        """The async twin of ``clear_expired``."""
+        from .index import aprune_indexes
+
+        await aprune_indexes()
+
+
+def _persistent(data: dict[str, Any]) -> bool:
+    """Whether the session's cookie has an expiry (``get_expire_at_browser_close`` negated)."""
+    expiry = data.get("_session_expiry")
+    if expiry is None:
+        return not settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
+    return bool(expiry != 0)
 
 
 def _user_of(data: dict[str, Any]) -> str | None:

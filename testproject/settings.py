@@ -28,6 +28,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_redisstore.middleware.DeviceMiddleware",
 ]
 ROOT_URLCONF = "testproject.urls"
 TEMPLATES = [
@@ -58,7 +59,17 @@ TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+# Plain http on any port: the forms post to their own origin, which Django's CSRF check accepts
+# without CSRF_TRUSTED_ORIGINS; the cookies are not Secure-only (no TLS here).
 
 # The engine under demonstration.
 SESSION_ENGINE = "django_redisstore.session"
 REDISSTORE_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDISSTORE_KEY_PREFIX = os.environ.get("REDISSTORE_KEY_PREFIX", "redisstore")
+# Sessions end after an hour without a request (reads slide the TTL) and, remembered or not,
+# 30 days after sign-in at the latest; "Remember me" keeps one 14 days without a request.
+REDISSTORE_IDLE_TIMEOUT = int(os.environ.get("REDISSTORE_IDLE_TIMEOUT", 3600))
+REDISSTORE_ABSOLUTE_TIMEOUT = int(os.environ.get("REDISSTORE_ABSOLUTE_TIMEOUT", 30 * 86400))
+REDISSTORE_REMEMBER_ME_AGE = int(os.environ.get("REDISSTORE_REMEMBER_ME_AGE", 14 * 86400))
+REDISSTORE_DEVICE_UPDATE_INTERVAL = 60

@@ -3,9 +3,6 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import path
 
-from . import views
+from .account_urls import urlpatterns as demo_urlpatterns
 
-urlpatterns = [
-    path("", views.home, name="home"),
-    path("admin/", admin.site.urls),
-]
+urlpatterns = [*demo_urlpatterns, path("admin/", admin.site.urls)]

@@ -6,9 +6,10 @@ prefixes are touched, then deleted); otherwise the suite starts ``redis-server``
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -56,6 +57,24 @@ def redisstore(settings: Any, redis_server_url: str) -> Iterator[str]:
     finally:
         client.close()
         connection.reset()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Async tests close the engine's async clients before their event loop ends. Only they get
+    # the (async) fixture: a sync test may run an event loop of its own (Playwright does).
+    for item in items:
+        if inspect.iscoroutinefunction(getattr(item, "function", None)):
+            item.fixturenames.append("_close_async_clients")  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def _close_async_clients(redisstore: str) -> AsyncIterator[None]:
+    """Close the engine's async clients before the test's event loop ends (no leaked sockets).
+
+    It depends on ``redisstore`` so that it runs before that fixture forgets the clients.
+    """
+    yield
+    await connection.aclose()
 
 
 def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:

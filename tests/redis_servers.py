@@ -53,16 +53,26 @@ class RedisServer:
         port: int | None = None,
         directory: Path | None = None,
         password: str | None = None,
+        unix_socket: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.directory = directory or Path(tempfile.mkdtemp(prefix="redisstore-test-"))
         self.args = args
-        self.password = password  # what clients of this server authenticate with
+        #: The ``requirepass`` of the server (passed on to it), for ``client()`` and ``url``.
+        self.password = password
+        #: Whether the server also listens on ``socket_path``.
+        self.unix_socket = unix_socket
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        credentials = f":{self.password}@" if self.password else ""
+        return f"redis://{credentials}127.0.0.1:{self.port}/0"
+
+    @property
+    def socket_path(self) -> Path:
+        """The Unix socket the server listens on when made with ``unix_socket=True``."""
+        return self.directory / "redis.sock"
 
     def client(self, **kwargs: object) -> redis.Redis:
         kwargs.setdefault("password", self.password)
@@ -77,6 +87,8 @@ class RedisServer:
             "--save", "",
             "--appendonly", "no",
             "--logfile", "redis.log",
+            *(("--requirepass", self.password) if self.password else ()),
+            *(("--unixsocket", str(self.socket_path)) if self.unix_socket else ()),
             *self.args,
         ]  # fmt: skip
 
@@ -172,7 +184,7 @@ class Cluster:
 
     def __init__(self, primaries: int = 3, password: str | None = None) -> None:
         self.password = password
-        auth = ("--requirepass", password, "--masterauth", password) if password else ()
+        auth = ("--masterauth", password) if password else ()  # requirepass: RedisServer
         self.servers = [
             RedisServer(
                 "--cluster-enabled", "yes",
@@ -303,8 +315,7 @@ class SentinelGroup:
     def __init__(self, password: str = "data-secret", sentinel_password: str = "s-secret") -> None:
         self.password = password
         self.sentinel_password = sentinel_password
-        auth = ("--requirepass", password, "--masterauth", password)
-        auth += ("--repl-diskless-sync-delay", "0")
+        auth = ("--masterauth", password, "--repl-diskless-sync-delay", "0")
         self.primary = RedisServer(*auth, password=password)
         self.replica = RedisServer(
             *auth, "--replicaof", "127.0.0.1", str(self.primary.port), password=password

@@ -1,0 +1,267 @@
+"""The per-user index, read: a user's live sessions, "sign out everywhere", and its pruning.
+
+The engine files every signed-in session under ``<prefix>:u:<user id>`` (see ``keys``) as it
+writes it. An entry can outlive its session: Redis expired the session early (``maxmemory``
+eviction), or something deleted it without telling the index. So nothing here trusts an entry:
+each listed session is fetched (``GET`` + ``PTTL``, all of them in one pipeline), verified and
+decoded with the engine's own codec, and entries whose session is gone, or now belongs to
+someone else, are removed from the index on the way. Entries whose score has passed are
+certainly gone and are dropped without a look.
+
+Each operation is one flow, driven by ``connection.run`` or ``connection.arun``: the sync and
+async functions differ only in the driver. Reading a user's sessions costs two round trips (three
+when it prunes), ending them one more.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from . import codec, keys
+from .conf import conf
+from .connection import Flow, arun, ascan_batches, get_async_client, get_client, run, scan_batches
+from .middleware import Device, device_of
+from .scripts import Call
+
+logger = logging.getLogger("django_redisstore")
+
+UTC = timezone.utc
+
+#: User indexes examined per pipeline when ``clearsessions`` walks all of them.
+_PRUNE_BATCH = 200
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One live session, as the tools show it (never the cookie value: only its hashed id)."""
+
+    #: The hashed id: the last part of the Redis key ``<prefix>:s:<id>``.
+    id: str
+    #: ``_auth_user_id`` of the session, or None for an anonymous one.
+    user_id: str | None
+    #: When the session was created, and last written (aware, UTC).
+    created: datetime
+    saved: datetime
+    #: Bytes the record takes in Redis (header, and payload as stored, compressed or not).
+    size: int
+    #: When Redis will drop the session if nothing extends it (aware, UTC).
+    expires_at: datetime
+    #: Whole seconds left until ``expires_at``.
+    ttl: int
+    #: The device record ``DeviceMiddleware`` keeps in the session (user agent, IP, last seen).
+    device: Device | None = None
+
+
+def utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def session_info(
+    sid: str, record: codec.Record, data: dict[str, Any], pttl: int, now: float
+) -> SessionInfo:
+    """The record of a session read from Redis (``pttl`` in milliseconds, as ``PTTL`` says).
+
+    A key without a TTL (``PTTL`` -1: the engine never writes one, but someone may have run
+    ``PERSIST``) is still a live session: its ``ttl`` is -1 and ``expires_at`` the end of time.
+    """
+    user = data.get("_auth_user_id")
+    return SessionInfo(
+        id=sid,
+        user_id=None if user is None else str(user),
+        created=utc(record.created),
+        saved=utc(record.saved),
+        size=record.size,
+        expires_at=utc(now + pttl / 1000) if pttl >= 0 else datetime.max.replace(tzinfo=UTC),
+        ttl=pttl // 1000 if pttl >= 0 else -1,
+        device=device_of(data),
+    )
+
+
+def user_key(user: Any) -> str:
+    """The id under which the engine indexes ``user`` (a user instance or a primary key).
+
+    The same string as Django's ``login()`` stores in the session (``_auth_user_id``).
+    """
+    meta = getattr(user, "_meta", None)
+    if meta is not None:
+        return str(meta.pk.value_to_string(user))
+    return str(user)
+
+
+def session_decoder() -> Any:
+    """A ``SessionStore`` to decode other sessions' records with (``decode_stored``)."""
+    from .session import SessionStore  # not at import: importing the package stays light
+
+    return SessionStore()
+
+
+def sessions_flow(user_ids: Sequence[str]) -> Flow[tuple[dict[str, list[SessionInfo]], int]]:
+    """The live sessions of each of ``user_ids``, and how many stale entries were pruned."""
+    now = time.time()
+    names = [keys.user_index_name(user) for user in user_ids]
+    calls: list[Call] = []
+    for name in names:
+        calls += [
+            Call.command("ZREMRANGEBYSCORE", name, "-inf", repr(now)),
+            Call.command("ZRANGE", name, 0, -1),
+        ]
+    replies = yield calls
+    pruned = sum(replies[0::2])
+    listed = [
+        (user, member.decode())
+        for user, members in zip(user_ids, replies[1::2], strict=True)
+        for member in members
+    ]
+    found: dict[str, list[SessionInfo]] = {user: [] for user in user_ids}
+    if not listed:
+        return found, pruned
+    calls = []
+    for _, sid in listed:
+        name = keys.session_name(sid)
+        calls += [Call.command("GET", name), Call.command("PTTL", name)]
+    replies = yield calls
+    decoder = session_decoder()
+    stale: dict[str, list[str]] = {}
+    for (user, sid), blob, pttl in zip(listed, replies[0::2], replies[1::2], strict=True):
+        info = None
+        if blob is not None and pttl != -2:  # -2: gone since the GET
+            try:
+                record, data = decoder.decode_stored(keys.session_name(sid), blob)
+            except codec.InvalidRecord:
+                pass  # not a session this site can read: as good as gone
+            else:
+                info = session_info(sid, record, data, pttl, now)
+        if info is None or info.user_id != user:
+            stale.setdefault(user, []).append(sid)
+        else:
+            found[user].append(info)
+    if stale:
+        yield [
+            Call.command("ZREM", keys.user_index_name(user), *sids) for user, sids in stale.items()
+        ]
+        pruned += sum(len(sids) for sids in stale.values())
+    for infos in found.values():
+        infos.sort(key=lambda info: (info.created, info.id))
+    return found, pruned
+
+
+def _user_sessions_flow(user: Any) -> Flow[list[SessionInfo]]:
+    user_id = user_key(user)
+    found, _ = yield from sessions_flow([user_id])
+    return found[user_id]
+
+
+def _end_flow(user: Any, keep: str | None, ids: Collection[str] | None) -> Flow[int]:
+    """End ``user``'s sessions but the one whose cookie value is ``keep`` (only those whose
+    hashed id is in ``ids``, when given): how many it ended.
+
+    Only sessions verified to be the user's are deleted (a stale entry, or an id of someone
+    else's session, never ends that session), and only their entries leave the index.
+    """
+    user_id = user_key(user)
+    kept = keys.session_id(keep) if keep and keys.is_valid_session_key(keep) else None
+    found, _ = yield from sessions_flow([user_id])
+    doomed = [
+        info.id for info in found[user_id] if info.id != kept and (ids is None or info.id in ids)
+    ]
+    if not doomed:
+        return 0
+    replies = yield [
+        *(Call.command("UNLINK", keys.session_name(sid)) for sid in doomed),
+        Call.command("ZREM", keys.user_index_name(user_id), *doomed),
+    ]
+    return sum(replies[:-1])
+
+
+def user_sessions(user: Any) -> list[SessionInfo]:
+    """The live sessions of ``user`` (a user instance or a primary key), oldest first."""
+    return run(_user_sessions_flow(user))
+
+
+async def auser_sessions(user: Any) -> list[SessionInfo]:
+    """The async twin of ``user_sessions``."""
+    return await arun(_user_sessions_flow(user))
+
+
+def end_user_sessions(
+    user: Any, keep: str | None = None, *, ids: Collection[str] | None = None
+) -> int:
+    """End every session of ``user`` but the one with the session key ``keep`` (for "sign out
+    everywhere else": ``keep=request.session.session_key``); return how many were ended.
+
+    ``ids`` limits it to the sessions with those hashed ids (``SessionInfo.id``): "sign out
+    that device". Ids that are not the user's sessions are ignored.
+    """
+    return run(_end_flow(user, keep, ids))
+
+
+async def aend_user_sessions(
+    user: Any, keep: str | None = None, *, ids: Collection[str] | None = None
+) -> int:
+    """The async twin of ``end_user_sessions``."""
+    return await arun(_end_flow(user, keep, ids))
+
+
+def _user_ids(index_names: Sequence[bytes]) -> list[str]:
+    start = len(keys.user_index_name(""))
+    return [name.decode()[start:] for name in index_names]
+
+
+def _prune_flow(user_ids: Sequence[str]) -> Flow[int]:
+    _, pruned = yield from sessions_flow(user_ids)
+    return pruned
+
+
+def _report(indexes: int, pruned: int) -> None:
+    logger.info(
+        "Pruned %d stale entr%s from %d user index%s under the prefix %r "
+        "(Redis expires the sessions themselves).",
+        pruned,
+        "y" if pruned == 1 else "ies",
+        indexes,
+        "" if indexes == 1 else "es",
+        conf.KEY_PREFIX,
+    )
+
+
+def prune_indexes() -> tuple[int, int]:
+    """Walk every user index of this prefix and drop its stale entries (``clearsessions``).
+
+    Returns (indexes examined, entries pruned) and logs them at INFO. Streams: a few hundred
+    indexes per pipeline, never all of them in memory.
+    """
+    indexes = pruned = 0
+    batch: list[bytes] = []
+    for _, names, _ in scan_batches(get_client(), keys.user_index_pattern()):
+        batch += names
+        while len(batch) >= _PRUNE_BATCH:
+            chunk, batch = batch[:_PRUNE_BATCH], batch[_PRUNE_BATCH:]
+            indexes += len(chunk)
+            pruned += run(_prune_flow(_user_ids(chunk)))
+    if batch:
+        indexes += len(batch)
+        pruned += run(_prune_flow(_user_ids(batch)))
+    _report(indexes, pruned)
+    return indexes, pruned
+
+
+async def aprune_indexes() -> tuple[int, int]:
+    """The async twin of ``prune_indexes``."""
+    indexes = pruned = 0
+    batch: list[bytes] = []
+    async for _, names, _ in ascan_batches(get_async_client(), keys.user_index_pattern()):
+        batch += names
+        while len(batch) >= _PRUNE_BATCH:
+            chunk, batch = batch[:_PRUNE_BATCH], batch[_PRUNE_BATCH:]
+            indexes += len(chunk)
+            pruned += await arun(_prune_flow(_user_ids(chunk)))
+    if batch:
+        indexes += len(batch)
+        pruned += await arun(_prune_flow(_user_ids(batch)))
+    _report(indexes, pruned)
+    return indexes, pruned

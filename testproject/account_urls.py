@@ -1,0 +1,17 @@
+"""The demo's own pages (tests/test_demo.py serves these alone, without the admin)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.views import LogoutView
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", LogoutView.as_view(), name="logout"),
+    path("accounts/sessions/", views.sessions, name="sessions"),
+    path("accounts/sessions/end-others/", views.end_others, name="end_others"),
+    path("accounts/sessions/<str:session_id>/end/", views.end_one, name="end_one"),
+]

@@ -1,0 +1,49 @@
+"""Helpers shared by the ``sessions`` command tests."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from django.core.management import call_command
+
+from django_redisstore import keys
+from django_redisstore.session import SessionStore
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal (for the progress bar and the confirmation)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def sessions(*args: str, **kwargs: Any) -> str:
+    """Run ``manage.py sessions ARGS`` and return what it printed on stdout."""
+    out = io.StringIO()
+    call_command("sessions", *args, stdout=out, stderr=kwargs.pop("stderr", io.StringIO()))
+    return out.getvalue()
+
+
+def sessions_json(*args: str) -> Any:
+    return json.loads(sessions(*args, "--format", "json"))
+
+
+def make_session(user_id: Any = None, **data: Any) -> SessionStore:
+    session = SessionStore()
+    if user_id is not None:
+        session["_auth_user_id"] = str(user_id)
+        session["_auth_user_hash"] = "secret-hash-of-the-password"
+    session.update(data)
+    session.save()
+    return session
+
+
+def name_of(session: SessionStore) -> str:
+    assert session.session_key is not None
+    return keys.session_name(keys.session_id(session.session_key))
+
+
+def alive(session: SessionStore) -> bool:
+    return SessionStore().exists(session.session_key)

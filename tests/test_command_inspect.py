@@ -1,0 +1,171 @@
+"""``manage.py sessions inspect``: the summary, one session, one user's sessions."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+import redis
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError
+from django.test import override_settings
+
+from django_redisstore import codec, keys
+
+from .command_helpers import Terminal, make_session, name_of, sessions, sessions_json
+
+
+def test_summary_counts_signed_in_and_anonymous_sessions_and_users() -> None:
+    for user in (1, 1, 1, 2, 3):
+        make_session(user)
+    make_session()
+    make_session(cart=[1, 2])
+
+    summary = sessions_json("inspect")
+
+    assert summary["total"] == 7
+    assert summary["authenticated"] == 5
+    assert summary["anonymous"] == 2
+    assert summary["users"] == 3
+    assert summary["top_users"][0] == {"user": "1", "username": None, "sessions": 3}
+    assert sum(b["sessions"] for b in summary["ttl_histogram"]) == 7
+    assert sum(b["sessions"] for b in summary["age_histogram"]) == 7
+    assert summary["memory_samples"] >= 1 and summary["memory_bytes"] > 0
+    assert summary["oldest"] <= summary["newest"]
+
+
+def test_summary_of_no_sessions_is_zeros() -> None:
+    summary = sessions_json("inspect")
+
+    assert {k: summary[k] for k in ("total", "authenticated", "anonymous", "users")} == {
+        "total": 0,
+        "authenticated": 0,
+        "anonymous": 0,
+        "users": 0,
+    }
+    assert summary["oldest"] is None
+
+
+def test_summary_ignores_other_prefixes_and_foreign_keys(
+    redis_client: redis.Redis, redisstore: str
+) -> None:
+    make_session(1)
+    redis_client.set(f"{redisstore}x:s:notours", b"x" * 40, ex=60)
+    redis_client.set(f"{redisstore}:s:garbage", b"not a record", ex=60)
+    redis_client.set("unrelated", b"1", ex=60)
+
+    assert sessions_json("inspect")["total"] == 1
+
+
+def test_summary_histograms_place_sessions_by_ttl_and_age(redis_client: redis.Redis) -> None:
+    short = make_session()
+    redis_client.pexpire(name_of(short), 600_000)  # 10 minutes left
+    old = make_session()
+    blob = redis_client.get(name_of(old))
+    assert blob is not None
+    aged = blob[:2] + int(time.time() - 3 * 86400).to_bytes(4, "big") + blob[6:]
+    redis_client.set(name_of(old), aged, keepttl=True)
+
+    summary = sessions_json("inspect")
+
+    ttl = {b["range"]: b["sessions"] for b in summary["ttl_histogram"]}
+    age = {b["range"]: b["sessions"] for b in summary["age_histogram"]}
+    assert ttl["< 1h"] == 1 and ttl["7d - 14d"] == 1
+    assert age["< 1h"] == 1 and age["1d - 7d"] == 1
+
+
+def test_summary_text_draws_histograms() -> None:
+    make_session(1)
+    make_session()
+
+    text = sessions("inspect")
+
+    assert "total                      2" in text
+    assert "Time to live" in text and "Age" in text
+    assert "Top users by sessions" in text
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    make_session()
+    quiet, tty = io.StringIO(), Terminal()
+
+    sessions("inspect", stderr=quiet)
+    sessions("inspect", stderr=tty)
+
+    assert quiet.getvalue() == ""
+    assert "Scanning [" in tty.getvalue() and "100%" in tty.getvalue()
+
+
+def test_inspect_key_shows_the_session_with_secrets_redacted() -> None:
+    session = make_session(5, theme="dark", token="abc")
+    assert session.session_key is not None
+
+    with override_settings(REDISSTORE_REDACT_KEYS=["token"]):
+        shown = sessions_json("inspect", session.session_key)
+        revealed = sessions_json("inspect", session.session_key, "--show-secrets")
+
+    assert shown["user"] == "5"
+    assert shown["id"] == keys.session_id(session.session_key)
+    assert shown["data"]["theme"] == "dark"
+    assert shown["data"]["_auth_user_hash"] == "<redacted>"
+    assert shown["data"]["token"] == "<redacted>"
+    assert revealed["data"]["_auth_user_hash"] == "secret-hash-of-the-password"
+    assert revealed["data"]["token"] == "abc"
+    assert 0 < shown["ttl"] <= 1209600
+    assert shown["size"] > codec.HEADER_SIZE
+    assert set(shown) == {"id", "user", "created", "saved", "expires_at", "ttl", "size", "data"}
+
+
+def test_inspect_key_text_never_prints_the_hash() -> None:
+    session = make_session(5)
+    assert session.session_key is not None
+
+    text = sessions("inspect", session.session_key)
+
+    assert "secret-hash-of-the-password" not in text
+    assert "<redacted>" in text
+
+
+def test_inspect_malformed_key_is_a_command_error() -> None:
+    with pytest.raises(CommandError, match="not a session key"):
+        sessions("inspect", "NOT/A-KEY")
+
+
+def test_inspect_unknown_key_is_a_command_error() -> None:
+    with pytest.raises(CommandError, match="No session has this key"):
+        sessions("inspect", "a" * 32)
+
+
+@pytest.mark.django_db
+def test_inspect_user_by_username_or_pk_lists_their_sessions() -> None:
+    user = get_user_model().objects.create_user("grace", password="pw")
+    first, second = make_session(user.pk), make_session(user.pk)
+    make_session(user.pk + 1)
+
+    by_name = sessions_json("inspect", "--user", "grace")
+    by_pk = sessions_json("inspect", "--user", str(user.pk))
+
+    assert by_name["user"] == str(user.pk)
+    ids = {s["id"] for s in by_name["sessions"]}
+    assert ids == {name_of(first).rsplit(":", 1)[1], name_of(second).rsplit(":", 1)[1]}
+    assert by_pk["user"] == by_name["user"]
+    assert {s["id"] for s in by_pk["sessions"]} == ids
+    assert f"User {user.pk} (grace): 2 sessions" in sessions("inspect", "--user", "grace")
+
+
+@pytest.mark.django_db
+def test_summary_names_top_users_from_the_database() -> None:
+    user = get_user_model().objects.create_user("hedy", password="pw")
+    make_session(user.pk)
+
+    assert sessions_json("inspect")["top_users"] == [
+        {"user": str(user.pk), "username": "hedy", "sessions": 1}
+    ]
+    assert f"{user.pk} (hedy)" in sessions("inspect")
+
+
+@pytest.mark.django_db
+def test_inspect_unknown_user_is_a_command_error() -> None:
+    with pytest.raises(CommandError, match="No user has the username or primary key 'nobody'"):
+        sessions("inspect", "--user", "nobody")

@@ -1,0 +1,264 @@
+"""``manage.py sessions purge``: selectors, dry runs, confirmation, bad input."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError
+
+from django_redisstore import keys
+from django_redisstore.session import SessionStore
+
+from .command_helpers import Terminal, alive, make_session, name_of, sessions, sessions_json
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def set_header_time(client: redis.Redis, name: str, offset: int, seconds_ago: int) -> None:
+    """Rewrite a header time field (created: 2, saved: 6) as if written ``seconds_ago``."""
+    blob = client.get(name)
+    assert blob is not None
+    stamp = int(time.time() - seconds_ago).to_bytes(4, "big")
+    client.set(name, blob[:offset] + stamp + blob[offset + 4 :], keepttl=True)
+
+
+def test_purge_all_ends_every_session_and_index_of_the_prefix_only(
+    redis_client: redis.Redis, redisstore: str
+) -> None:
+    ours = [make_session(1), make_session(2), make_session()]
+    foreign = {f"{redisstore}x:s:abc": b"1", "unrelated": b"2", f"{redisstore}:other": b"3"}
+    for name, value in foreign.items():
+        redis_client.set(name, value, ex=60)
+
+    out = sessions("purge", "--all", "--yes")
+
+    assert out.strip() == "Ended 3 sessions."
+    assert not any(alive(s) for s in ours)
+    assert not redis_client.exists(keys.user_index_name("1"))
+    assert all(redis_client.get(name) == value for name, value in foreign.items())
+    redis_client.delete(*foreign)
+
+
+@pytest.mark.django_db
+def test_dry_run_says_what_would_go_and_deletes_nothing() -> None:
+    kept = [make_session(1), make_session()]
+
+    assert sessions("purge", "--all", "--dry-run").strip() == "Would end 2 sessions."
+    assert sessions("purge", "--anonymous", "--dry-run").strip() == "Would end 1 session."
+    assert sessions("purge", "--user", "1", "--dry-run").strip() == "Would end 1 session."
+    assert all(alive(s) for s in kept)
+
+
+@pytest.mark.django_db
+def test_purge_user_ends_only_that_users_sessions(redis_client: redis.Redis) -> None:
+    mine = [make_session(7), make_session(7)]
+    theirs = make_session(8)
+
+    assert sessions_json("purge", "--user", "7", "--yes") == {
+        "selector": "user",
+        "dry_run": False,
+        "sessions": 2,
+    }
+    assert not any(alive(s) for s in mine)
+    assert alive(theirs)
+    assert not redis_client.exists(keys.user_index_name("7"))
+
+
+@pytest.mark.django_db
+def test_purge_user_by_username() -> None:
+    user = get_user_model().objects.create_user("linus", password="pw")
+    session = make_session(user.pk)
+
+    assert sessions("purge", "--user", "linus", "--yes").strip() == "Ended 1 session."
+    assert not alive(session)
+
+
+def test_purge_key_ends_that_session_and_its_index_entry(redis_client: redis.Redis) -> None:
+    doomed, kept = make_session(3), make_session(3)
+    assert doomed.session_key is not None
+
+    assert sessions("purge", "--key", doomed.session_key, "--yes").strip() == "Ended 1 session."
+    assert not alive(doomed) and alive(kept)
+    members = redis_client.zrange(keys.user_index_name("3"), 0, -1)
+    assert members == [name_of(kept).rsplit(":", 1)[1].encode()]
+
+
+def test_purge_anonymous_keeps_signed_in_sessions() -> None:
+    anonymous = [make_session(), make_session(cart=1)]
+    signed_in = make_session(4)
+
+    assert sessions("purge", "--anonymous", "--yes").strip() == "Ended 2 sessions."
+    assert not any(alive(s) for s in anonymous)
+    assert alive(signed_in)
+
+
+def test_purge_older_than_uses_creation_time_and_unindexes(redis_client: redis.Redis) -> None:
+    old, new = make_session(9), make_session(9)
+    set_header_time(redis_client, name_of(old), 2, 8 * 86400)
+
+    assert sessions("purge", "--older-than", "7d", "--yes").strip() == "Ended 1 session."
+    assert not alive(old) and alive(new)
+    assert redis_client.zcard(keys.user_index_name("9")) == 1
+
+
+def test_purge_idle_over_uses_last_write_and_sliding_ttl(redis_client: redis.Redis) -> None:
+    idle, busy, slid = make_session(), make_session(), make_session()
+    for session in (idle, slid):
+        set_header_time(redis_client, name_of(session), 6, 3 * 3600)  # saved 3 h ago
+    # slid was saved 3 h ago but its TTL was reset (a sliding read) a minute ago:
+    redis_client.expire(name_of(slid), 1209600 - 60)
+    redis_client.expire(name_of(idle), 1209600 - 3 * 3600)
+
+    assert sessions("purge", "--idle-over", "2h", "--yes").strip() == "Ended 1 session."
+    assert not alive(idle)
+    assert alive(busy) and alive(slid)
+
+
+def test_purge_by_predicate_leaves_a_session_written_after_it_was_read(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_redisstore import operations
+
+    session = make_session()
+    real_walk = operations._walk
+
+    def walk_then_write(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        for batch in real_walk(*args, **kwargs):  # type: ignore[arg-type]
+            session["changed"] = True  # a request saves between the read and the delete
+            session.save()
+            yield batch
+
+    monkeypatch.setattr(operations, "_walk", walk_then_write)
+
+    assert sessions("purge", "--anonymous", "--yes").strip() == "Ended 0 sessions."
+    assert alive(session)
+
+
+def test_without_yes_and_without_a_terminal_it_refuses_and_ends_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    session = make_session()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))
+
+    with pytest.raises(CommandError, match="Refusing to end EVERY session"):
+        sessions("purge", "--all")
+    assert alive(session)
+
+
+def test_on_a_terminal_it_asks_and_obeys_the_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = make_session()
+    monkeypatch.setattr(sys, "stdin", Terminal("no\n"))
+    with pytest.raises(CommandError, match="not confirmed"):
+        sessions("purge", "--all")
+    assert alive(session)
+
+    monkeypatch.setattr(sys, "stdin", Terminal("yes\n"))
+    assert sessions("purge", "--all").strip() == "Ended 1 session."
+    assert not alive(session)
+
+
+def test_progress_bar_on_a_terminal_only_and_output_stays_parseable() -> None:
+    make_session()
+    make_session()
+    tty = Terminal()
+
+    out = sessions("purge", "--anonymous", "--yes", "--format", "json", stderr=tty)
+
+    assert "Purging [" in tty.getvalue()
+    assert out.startswith("{") and '"sessions": 2' in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "exactly one selector"),
+        (("--all", "--anonymous"), r"got --all, --anonymous"),
+        (("--key", "Bad Key!"), "not a session key"),
+        (("--idle-over", "5x"), "not a duration"),
+        (("--older-than", "0s"), "not a positive duration"),
+        (("--user", "999"), "No user has the username or primary key '999'"),
+    ],
+)
+@pytest.mark.django_db
+def test_bad_input_is_a_command_error_and_deletes_nothing(
+    args: tuple[str, ...], message: str
+) -> None:
+    session = make_session(1)
+
+    with pytest.raises(CommandError, match=message):
+        sessions("purge", *args, "--yes")
+    assert alive(session)
+
+
+def test_bad_input_exits_non_zero_from_the_command_line() -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "sessions", "purge", "--idle-over", "12x", "--yes"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+
+    assert result.returncode != 0
+    assert "CommandError: --idle-over: '12x' is not a duration" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("45m", 2700),
+        ("12h", 43200),
+        ("7d", 604800),
+        ("2w", 1209600),
+        ("1d12h", 129600),
+    ],
+)
+def test_durations(text: str, seconds: int) -> None:
+    from django_redisstore.operations import parse_duration
+
+    assert parse_duration(text) == seconds
+
+
+def test_no_session_created_during_purge_all_is_left_out_of_its_index(
+    redis_client: redis.Redis, redisstore: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django_redisstore import operations
+
+    monkeypatch.setattr(operations, "SCAN_COUNT", 10)  # a long walk: a wide window for races
+    for _ in range(300):
+        make_session(7)
+    stop = threading.Event()
+
+    def log_in_repeatedly() -> None:
+        while not stop.is_set():
+            make_session(7)
+
+    thread = threading.Thread(target=log_in_repeatedly)
+    thread.start()
+    try:
+        operations.purge_all(dry_run=False)
+    finally:
+        stop.set()
+        thread.join()
+
+    decoder = SessionStore()
+    live = set()
+    for name in redis_client.scan_iter(f"{redisstore}:s:*", count=1000):
+        blob = redis_client.get(name)
+        if blob is not None:
+            _, data = decoder.decode_stored(name.decode(), blob)
+            assert data["_auth_user_id"] == "7"
+            live.add(name.decode().rsplit(":", 1)[1])
+    indexed = {m.decode() for m in redis_client.zrange(keys.user_index_name("7"), 0, -1)}
+    assert live <= indexed

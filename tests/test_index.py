@@ -1,0 +1,302 @@
+"""The per-user index API: ``user_sessions``, ``end_user_sessions``, their async twins, and the
+pruning that ``clearsessions`` runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import redis
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+import django_redisstore
+from django_redisstore import connection, keys
+from django_redisstore.session import SessionStore
+
+
+@pytest.fixture
+async def async_clients() -> AsyncIterator[None]:
+    """Close the async clients this test's event loop opened, before the loop goes away."""
+    yield
+    for client in connection._async_clients.pop(asyncio.get_running_loop(), {}).values():
+        await client.aclose()
+
+
+def signed_in(user_id: Any, **data: Any) -> SessionStore:
+    """A saved session of ``user_id``, as ``login()`` leaves it."""
+    session = SessionStore()
+    session["_auth_user_id"] = str(user_id)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = "not-a-real-hash"
+    session.update(data)
+    session.save()
+    return session
+
+
+def sid_of(session: SessionStore) -> str:
+    assert session.session_key is not None
+    return keys.session_id(session.session_key)
+
+
+def index_members(client: redis.Redis, user_id: str) -> set[str]:
+    return {m.decode() for m in client.zrange(keys.user_index_name(user_id), 0, -1)}
+
+
+def test_user_sessions_lists_the_users_live_sessions_with_their_details() -> None:
+    first, second = signed_in(7), signed_in(7, big=secrets.token_hex(500))  # incompressible
+    signed_in(8)
+    SessionStore().save()  # anonymous
+
+    found = django_redisstore.user_sessions(7)
+
+    assert {info.id for info in found} == {sid_of(first), sid_of(second)}
+    now = datetime.now(timezone.utc)
+    for info in found:
+        assert info.user_id == "7"
+        assert info.created <= now and info.saved <= now
+        assert info.expires_at.tzinfo is not None
+        assert timedelta(days=13) < info.expires_at - now <= timedelta(weeks=2)
+        assert 1209590 <= info.ttl <= 1209600
+        assert info.size > keys_header_size()
+    sizes = {info.id: info.size for info in found}
+    assert sizes[sid_of(second)] > sizes[sid_of(first)]
+
+
+def keys_header_size() -> int:
+    from django_redisstore import codec
+
+    return codec.HEADER_SIZE
+
+
+@pytest.mark.django_db
+def test_user_sessions_accepts_a_user_instance() -> None:
+    user = get_user_model().objects.create_user("ada", password="pw")
+    session = signed_in(user.pk)
+
+    assert [info.id for info in django_redisstore.user_sessions(user)] == [sid_of(session)]
+
+
+def test_user_with_no_sessions_has_an_empty_list() -> None:
+    assert django_redisstore.user_sessions(12345) == []
+
+
+def test_entries_of_sessions_deleted_behind_the_engines_back_are_pruned(
+    redis_client: redis.Redis,
+) -> None:
+    live, gone = signed_in(7), signed_in(7)
+    assert gone.session_key is not None
+    redis_client.delete(keys.session_name(sid_of(gone)))
+
+    assert [info.id for info in django_redisstore.user_sessions(7)] == [sid_of(live)]
+    assert index_members(redis_client, "7") == {sid_of(live)}
+
+
+def test_entry_of_a_session_now_belonging_to_another_user_is_dropped(
+    redis_client: redis.Redis,
+) -> None:
+    session = signed_in(7)
+    # Filed under 9 by a writer that lost a race: the session itself says it is 7's.
+    redis_client.zadd(keys.user_index_name("9"), {sid_of(session): 2**31})
+
+    assert django_redisstore.user_sessions(9) == []
+    assert index_members(redis_client, "9") == set()
+    assert [info.id for info in django_redisstore.user_sessions(7)] == [sid_of(session)]
+
+
+def test_end_user_sessions_keeps_the_given_session_and_counts_the_others(
+    redis_client: redis.Redis,
+) -> None:
+    here, there, elsewhere = signed_in(7), signed_in(7), signed_in(7)
+    other_user = signed_in(8)
+
+    ended = django_redisstore.end_user_sessions(7, keep=here.session_key)
+
+    assert ended == 2
+    assert SessionStore(here.session_key).load() != {}
+    assert SessionStore(there.session_key).load() == {}
+    assert SessionStore(elsewhere.session_key).load() == {}
+    assert SessionStore(other_user.session_key).load() != {}
+    assert index_members(redis_client, "7") == {sid_of(here)}
+
+
+def test_end_user_sessions_without_keep_ends_all_and_empties_the_index(
+    redis_client: redis.Redis,
+) -> None:
+    sessions = [signed_in(7) for _ in range(3)]
+
+    assert django_redisstore.end_user_sessions(7) == 3
+    assert all(SessionStore(s.session_key).load() == {} for s in sessions)
+    assert not redis_client.exists(keys.user_index_name("7"))
+
+
+def test_end_user_sessions_never_ends_a_session_of_someone_else_listed_by_mistake(
+    redis_client: redis.Redis,
+) -> None:
+    victim = signed_in(8)
+    redis_client.zadd(keys.user_index_name("7"), {sid_of(victim): 2**31})
+
+    assert django_redisstore.end_user_sessions(7) == 0
+    assert SessionStore(victim.session_key).load()["_auth_user_id"] == "8"
+
+
+async def test_async_twins_see_and_end_the_same_sessions(async_clients: None) -> None:
+    here, there = signed_in(7), signed_in(7)
+
+    found = await django_redisstore.auser_sessions(7)
+    assert {info.id for info in found} == {sid_of(here), sid_of(there)}
+    assert await django_redisstore.aend_user_sessions(7, keep=here.session_key) == 1
+    assert [info.id for info in await django_redisstore.auser_sessions(7)] == [sid_of(here)]
+
+
+def test_logout_flush_and_cycle_key_are_reflected() -> None:
+    kept, flushed, cycled = signed_in(7), signed_in(7), signed_in(7)
+    flushed.flush()
+    old = sid_of(cycled)
+    cycled.cycle_key()
+
+    ids = {info.id for info in django_redisstore.user_sessions(7)}
+    assert ids == {sid_of(kept), sid_of(cycled)}
+    assert old not in ids
+
+
+def test_index_stays_exact_under_concurrent_logins_and_logouts(
+    redis_client: redis.Redis,
+) -> None:
+    survivors: list[str] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(15):
+                session = signed_in(7, n=n, i=i)
+                if i % 3:  # two in three sign out again, some by flush, some by delete
+                    if i % 2:
+                        session.flush()
+                    else:
+                        session.delete()
+                else:
+                    with lock:
+                        survivors.append(sid_of(session))
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert {info.id for info in django_redisstore.user_sessions(7)} == set(survivors)
+    assert index_members(redis_client, "7") == set(survivors)
+    assert len(survivors) == 8 * 5
+
+
+def test_clear_expired_prunes_stale_entries_of_every_user_and_says_so(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    live = signed_in(1)
+    for user in ("1", "2", "3"):
+        redis_client.zadd(keys.user_index_name(user), {f"gone{user}": 2**31, f"old{user}": 1})
+
+    with caplog.at_level(logging.INFO, logger="django_redisstore"):
+        call_command("clearsessions")
+
+    assert index_members(redis_client, "1") == {sid_of(live)}
+    assert not redis_client.exists(keys.user_index_name("2"))
+    assert "Pruned 6 stale entries from 3 user indexes" in caplog.text
+
+
+async def test_aclear_expired_prunes_too(redis_client: redis.Redis, async_clients: None) -> None:
+    redis_client.zadd(keys.user_index_name("5"), {"gone": 2**31})
+
+    await SessionStore.aclear_expired()
+
+    assert not redis_client.exists(keys.user_index_name("5"))
+
+
+def test_importing_the_package_loads_neither_the_engine_nor_settings() -> None:
+    code = (
+        "import sys, django_redisstore\n"
+        "assert 'django_redisstore.index' not in sys.modules\n"
+        "assert 'django_redisstore.session' not in sys.modules\n"
+        "assert 'django_redisstore.conf' not in sys.modules\n"
+        "assert callable(django_redisstore.user_sessions.__call__)\n"
+        "assert 'django_redisstore.index' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_session_someone_made_persistent_stays_listed(redis_client: redis.Redis) -> None:
+    session = signed_in(7)
+    redis_client.persist(keys.session_name(sid_of(session)))
+
+    (info,) = django_redisstore.user_sessions(7)
+
+    assert info.ttl == -1
+    assert info.expires_at.year == 9999
+    assert index_members(redis_client, "7") == {sid_of(session)}
+
+
+def test_listing_costs_two_round_trips_and_ending_one_more(round_trips: Any) -> None:
+    for _ in range(5):
+        signed_in(7)
+    django_redisstore.user_sessions(7)  # connects and loads nothing else: a warm client
+
+    round_trips.count = 0
+    assert len(django_redisstore.user_sessions(7)) == 5
+    assert round_trips.count == 2
+
+    round_trips.count = 0
+    assert django_redisstore.end_user_sessions(7) == 5
+    assert round_trips.count == 3
+
+
+def test_end_user_sessions_with_ids_ends_only_those_of_the_user(redis_client: redis.Redis) -> None:
+    first, second, other = signed_in(7), signed_in(7), signed_in(8)
+
+    ended = django_redisstore.end_user_sessions(7, ids={sid_of(first), sid_of(other)})
+
+    assert ended == 1  # the other user's id is ignored, not ended
+    assert [info.id for info in django_redisstore.user_sessions(7)] == [sid_of(second)]
+    assert redis_client.exists(keys.session_name(sid_of(other))) == 1
+    assert index_members(redis_client, "7") == {sid_of(second)}
+
+
+async def test_aend_user_sessions_with_ids(async_clients: None) -> None:
+    first, second = signed_in(7), signed_in(7)
+
+    assert await django_redisstore.aend_user_sessions(7, ids={sid_of(second)}) == 1
+
+    assert [info.id for info in await django_redisstore.auser_sessions(7)] == [sid_of(first)]
+
+
+def test_records_carry_the_device_record_of_the_session() -> None:
+    with_device = signed_in(
+        7,
+        _redisstore_device={
+            "ua": "Mozilla/5.0 (X11; Linux) Firefox/130.0",
+            "ip": "203.0.113.9",
+            "seen": 1_700_000_000,
+        },
+    )
+    without = signed_in(7)
+
+    devices = {info.id: info.device for info in django_redisstore.user_sessions(7)}
+
+    assert devices[sid_of(without)] is None
+    device = devices[sid_of(with_device)]
+    assert device is not None
+    assert (device.ip, device.label) == ("203.0.113.9", "Firefox on Linux")
+    assert device.last_seen == datetime.fromtimestamp(1_700_000_000, timezone.utc)
