@@ -16,7 +16,8 @@ import pytest
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import UpdateError
 
-from django_redisstore import connection, keys
+from django_redisstore import connection, keys, operations
+from django_redisstore.index import auser_sessions, end_user_sessions, user_sessions
 from django_redisstore.session import SessionStore
 
 
@@ -103,6 +104,35 @@ class Contract:
         session.flush()  # what logout() does
         assert index_members(self.redis, "42") == {keys.session_id(other.session_key or "")}
 
+    def test_user_sessions_and_ending_them(self) -> None:
+        sessions = []
+        for _ in range(4):
+            session = SessionStore()
+            session[SESSION_KEY] = "11"
+            session.save()
+            sessions.append(session)
+        ids = {keys.session_id(s.session_key or "") for s in sessions}
+        assert {info.id for info in user_sessions("11")} == ids
+        assert end_user_sessions("11", keep=sessions[0].session_key) == 3
+        assert [info.id for info in user_sessions("11")] == [
+            keys.session_id(sessions[0].session_key or "")
+        ]
+        assert not any(SessionStore().exists(s.session_key) for s in sessions[1:])
+
+    def test_inspect_and_purge_walk_every_primary(self) -> None:
+        for user in range(12):
+            session = SessionStore()
+            session[SESSION_KEY] = str(user % 4)
+            session.save()
+        for _ in range(6):
+            SessionStore().create()
+        summary = operations.summarize()
+        assert (summary.total, summary.authenticated, summary.users) == (18, 12, 4)
+        assert operations.purge_matching(operations.anonymous, dry_run=False) == 6
+        assert operations.purge_user("2", dry_run=False) == 3
+        assert operations.purge_all(dry_run=False) == 9
+        assert operations.summarize().total == 0
+
     def test_threads_changing_different_keys_lose_no_update(self) -> None:
         session = SessionStore()
         session["start"] = True
@@ -151,6 +181,7 @@ class Contract:
             await session.aset(SESSION_KEY, "7")
             await session.asave()
             assert index_members(self.redis, "7") == {keys.session_id(key or "")}
+            assert [info.id for info in await auser_sessions("7")] == [keys.session_id(key or "")]
             await session.acycle_key()
             assert not await session.aexists(key)
             assert await SessionStore(session.session_key).aget("a") == 1
