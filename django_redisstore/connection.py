@@ -144,7 +144,8 @@ def parse_address(address: Any) -> tuple[str, int]:
 # redis-py before 6 recurses without end (RecursionError) when a server drops a connection right
 # after accepting it (a TLS server refusing the client's certificate): the health check's PING
 # reconnects, and the reconnection's first command checks health again. Check health on 6+ only.
-_HEALTH_CHECKS = int(redis.__version__.split(".")[0]) >= 6
+_REDIS_6 = int(redis.__version__.split(".")[0]) >= 6
+_HEALTH_CHECKS = _REDIS_6
 
 
 def _config_key() -> tuple[Any, ...]:
@@ -705,7 +706,8 @@ def execute_packed(client: Any, packed: bytes, count: int) -> list[Any]:
     if not count:
         return []
     pool = client.connection_pool
-    connection = pool.get_connection()
+    # redis-py before 6 requires a command name here; 6 and later deprecate passing one.
+    connection = pool.get_connection() if _REDIS_6 else pool.get_connection("PING")
     try:
         connection.send_packed_command([packed])
         read = connection.read_response
