@@ -11,9 +11,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from redis.connection import parse_url
+from redis.exceptions import RedisError, ResponseError
 
 from .conf import conf
 from .connection import TLS_OPTIONS, parse_address
@@ -139,7 +140,7 @@ def _without_password(url: str) -> str:
 
 
 def _addresses(setting: str, value: Any) -> list[CheckMessage]:
-    """E012 for a topology list that is empty, not a list, or holds an unusable address."""
+    """E032 for a topology list that is empty, not a list, or holds an unusable address."""
     problem = None
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
         problem = "is not a non-empty list of addresses"
@@ -157,7 +158,7 @@ def _addresses(setting: str, value: Any) -> list[CheckMessage]:
             f"REDISSTORE_{setting} {problem}.",
             hint=f"For example REDISSTORE_{setting} = ['10.0.0.1:{_EXAMPLE_PORT[setting]}', "
             f"'10.0.0.2:{_EXAMPLE_PORT[setting]}'].",
-            id="django_redisstore.E012",
+            id="django_redisstore.E032",
         )
     ]
 
@@ -166,7 +167,7 @@ _EXAMPLE_PORT = {"SENTINELS": 26379, "CLUSTER_NODES": 6379}
 
 
 def check_topology(**kwargs: Any) -> list[CheckMessage]:
-    """Sentinel, Cluster, TLS and WAIT settings, alone and in combination (E010-E016, W010)."""
+    """Sentinel, Cluster, TLS and WAIT settings, alone and in combination (E030-E036, W030)."""
     if not _engine_in_use():
         return []
     sentinels = getattr(settings, "REDISSTORE_SENTINELS", None)
@@ -189,7 +190,7 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
                 hint="Set exactly one: REDISSTORE_URL for one server, REDISSTORE_SENTINELS (with "
                 "REDISSTORE_SENTINEL_SERVICE) for Sentinel, REDISSTORE_CLUSTER_NODES for a "
                 "Redis Cluster.",
-                id="django_redisstore.E010",
+                id="django_redisstore.E030",
             )
         )
     service = getattr(settings, "REDISSTORE_SENTINEL_SERVICE", None)
@@ -203,7 +204,7 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
                 "is set.",
                 hint="REDISSTORE_SENTINEL_SERVICE is the name in the Sentinels' "
                 "'sentinel monitor <name> ...' line.",
-                id="django_redisstore.E011",
+                id="django_redisstore.E031",
             )
         )
     if nodes is not None:
@@ -215,7 +216,7 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
                 f"REDISSTORE_CONNECTION_OPTIONS asks for database {options['db']!r} on a "
                 "Redis Cluster, which only has database 0.",
                 hint="Remove 'db'; use REDISSTORE_KEY_PREFIX to keep sites apart.",
-                id="django_redisstore.E013",
+                id="django_redisstore.E033",
             )
         )
     if nodes and "{" in conf.KEY_PREFIX:
@@ -224,7 +225,7 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
                 f"REDISSTORE_KEY_PREFIX {conf.KEY_PREFIX!r} has a '{{': on a Redis Cluster a "
                 "hash tag in it would put every session in one slot, on one primary.",
                 hint="Use a prefix without braces: the engine needs no hash tags.",
-                id="django_redisstore.W010",
+                id="django_redisstore.W030",
             )
         )
     errors += _check_tls(bool(sentinels or nodes))
@@ -257,7 +258,7 @@ def _check_tls(topology: bool) -> list[CheckMessage]:
                 f"REDISSTORE_TLS {problem}.",
                 hint="A dict with any of 'ca_file', 'cert_file', 'key_file' (paths to PEM "
                 "files) and 'check_hostname' (bool); {} for TLS with the system's CAs.",
-                id="django_redisstore.E014",
+                id="django_redisstore.E034",
             )
         )
     url = conf.URL
@@ -266,7 +267,7 @@ def _check_tls(topology: bool) -> list[CheckMessage]:
             Error(
                 "REDISSTORE_TLS is set but REDISSTORE_URL does not start with rediss://.",
                 hint="Use rediss://host:port/db for TLS, or remove REDISSTORE_TLS.",
-                id="django_redisstore.E015",
+                id="django_redisstore.E035",
             )
         )
     return errors
@@ -338,12 +339,127 @@ def _check_wait() -> list[CheckMessage]:
             f"REDISSTORE_WAIT_REPLICAS / REDISSTORE_WAIT_TIMEOUT {problem}.",
             hint="REDISSTORE_WAIT_REPLICAS is a count (0 = off), REDISSTORE_WAIT_TIMEOUT a "
             "number of seconds below REDISSTORE_SOCKET_TIMEOUT.",
-            id="django_redisstore.E016",
+            id="django_redisstore.E036",
         )
     ]
+
+
+def check_failure_policy(**kwargs: Any) -> list[CheckMessage]:
+    """The reliability settings: a typo there would silently change what an outage does."""
+    if not _engine_in_use():
+        return []
+    errors: list[CheckMessage] = []
+    policy = getattr(settings, "REDISSTORE_ON_REDIS_ERROR", "raise")
+    if policy not in ("raise", "anonymous"):
+        errors.append(
+            Error(
+                f"REDISSTORE_ON_REDIS_ERROR is {policy!r}.",
+                hint="Set it to 'raise' (the default: the request fails, with a 503 through "
+                "RedisUnavailableMiddleware) or 'anonymous' (served without its session).",
+                id="django_redisstore.E010",
+            )
+        )
+    for name, minimum in (("RETRIES", 0), ("RETRY_AFTER", 0), ("MAX_SIZE", 1)):
+        value = getattr(settings, "REDISSTORE_" + name, minimum)
+        if name == "MAX_SIZE" and value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            errors.append(
+                Error(
+                    f"REDISSTORE_{name} is {value!r}.",
+                    hint=f"Set it to a whole number of at least {minimum}"
+                    + (", or None for no limit." if name == "MAX_SIZE" else "."),
+                    id="django_redisstore.E011",
+                )
+            )
+    return errors
+
+
+def check_durability(**kwargs: Any) -> list[CheckMessage]:
+    """``check --deploy``: would Redis evict sessions, or lose them all on a restart?
+
+    Reads the server's settings with ``CONFIG GET``; where a managed Redis forbids ``CONFIG``,
+    falls back to ``INFO`` for what it tells, and says what it could not check.
+    """
+    if not _engine_in_use() or bool(conf.URL) == bool(conf.CACHE_ALIAS):
+        return []  # check_connection reports the configuration error
+    from .connection import describe, get_client
+
+    try:
+        client = get_client()
+    except ImproperlyConfigured:
+        return []
+    try:
+        try:
+            config = {
+                name: _text(client.config_get(name).get(name))
+                for name in ("maxmemory-policy", "save", "appendonly")
+            }
+        except ResponseError:  # CONFIG renamed or not allowed (NOPERM): ask INFO instead
+            config = {
+                "maxmemory-policy": _text(client.info("memory").get("maxmemory_policy")),
+                "appendonly": "yes" if client.info("persistence").get("aof_enabled") else None,
+                "save": None,
+            }
+    except RedisError as e:
+        return [
+            Info(
+                f"Could not ask Redis at {describe(client)} how it keeps sessions: {e}",
+                hint="Run check --deploy where Redis is reachable to learn whether it can evict "
+                "or lose sessions.",
+                id="django_redisstore.I011",
+            )
+        ]
+    return _durability_messages(config)
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _durability_messages(config: dict[str, str | None]) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    policy = config["maxmemory-policy"]
+    if policy is not None and policy != "noeviction":
+        messages.append(
+            Warning(
+                f"Redis may evict sessions when it runs out of memory "
+                f"(maxmemory-policy is {policy}): their users would be signed out.",
+                hint="Set 'maxmemory-policy noeviction' in redis.conf (or CONFIG SET "
+                "maxmemory-policy noeviction) on the Redis that keeps sessions, and give it "
+                "enough memory. volatile-* policies evict sessions too: every session has a TTL.",
+                id="django_redisstore.W010",
+            )
+        )
+    if config["appendonly"] == "yes":
+        return messages
+    if config["save"] == "" and config["appendonly"] == "no":
+        messages.append(
+            Warning(
+                "Redis keeps nothing on disk (no RDB save points and appendonly no): a restart "
+                "signs every user out.",
+                hint="Turn on the append-only file in redis.conf ('appendonly yes', with "
+                "'appendfsync everysec', or 'always' to lose no acknowledged save), or at least "
+                "RDB snapshots ('save 3600 1 300 100 60 10000').",
+                id="django_redisstore.W011",
+            )
+        )
+    elif config["save"] is None:
+        messages.append(
+            Info(
+                "Redis does not allow CONFIG: could not check whether it keeps sessions on "
+                "disk across a restart (its append-only file is off).",
+                hint="Check your Redis provider's persistence settings (append-only file or "
+                "snapshots) for the database that keeps sessions.",
+                id="django_redisstore.I010",
+            )
+        )
+    return messages
 
 
 def register_checks() -> None:
     register(check_connection, "sessions")
     register(check_timeouts, "sessions")
     register(check_topology, "sessions")
+    register(check_failure_policy, "sessions")
+    register(check_durability, "sessions", Tags.security, deploy=True)

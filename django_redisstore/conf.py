@@ -96,6 +96,28 @@ class Settings:
         return tuple(self._get("REDACT_KEYS", ()))
 
     @property
+    def ON_REDIS_ERROR(self) -> str:
+        """``"raise"``: a Redis failure fails the request; ``"anonymous"``: a session that
+        cannot be read is served as empty for that request (and never written back)."""
+        return self._get("ON_REDIS_ERROR", "raise")  # type: ignore[no-any-return]
+
+    @property
+    def RETRIES(self) -> int:
+        """Times a command is re-sent after a broken connection (with backoff); never endless."""
+        return max(0, int(self._get("RETRIES", 2)))
+
+    @property
+    def RETRY_AFTER(self) -> int:
+        """Seconds ``RedisUnavailableMiddleware`` tells clients to wait (``Retry-After``)."""
+        return int(self._get("RETRY_AFTER", 5))
+
+    @property
+    def MAX_SIZE(self) -> int | None:
+        """Largest serialized session, in bytes, that a save accepts; None: no limit."""
+        value = self._get("MAX_SIZE", 1024 * 1024)
+        return None if value is None else int(value)
+
+    @property
     def SENTINELS(self) -> list[str | tuple[str, int]] | None:
         """Sentinels to ask for the primary: ``"host:port"`` strings or ``(host, port)`` pairs."""
         value = self._get("SENTINELS", None)

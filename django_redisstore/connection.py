@@ -32,10 +32,12 @@ import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     ClusterDownError,
     NoScriptError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
     RedisError,
@@ -91,18 +93,6 @@ TLS_OPTIONS = {
     "check_hostname": "ssl_check_hostname",
 }
 
-# Errors that mean "Redis is not reachable right now" rather than "Redis refused this command":
-# a failover or a resharding in progress, a primary demoted under our feet. They all become
-# ConnectionInterrupted, so a request fails clearly instead of reading an empty session.
-_UNAVAILABLE = (
-    redis.ConnectionError,
-    RedisTimeoutError,
-    ClusterDownError,
-    TryAgainError,
-    ReadOnlyError,
-    SlotNotCoveredError,
-)
-
 # What redis-py raises: RedisClusterException is not a RedisError.
 _ERRORS = (RedisError, RedisClusterException)
 
@@ -148,19 +138,39 @@ _REDIS_6 = int(redis.__version__.split(".")[0]) >= 6
 _HEALTH_CHECKS = _REDIS_6
 
 
+#: The settings that pick a client, as last read; None after a setting changed. Reading them
+#: costs a dozen settings look-ups (most of them for settings left at their default), which
+#: every Redis call would otherwise pay; ``setting_changed`` (override_settings) clears it.
+_current_key: tuple[Any, ...] | None = None
+
+
 def _config_key() -> tuple[Any, ...]:
-    return (
-        conf.URL,
-        conf.CACHE_ALIAS,
-        repr(conf.SENTINELS),
-        conf.SENTINEL_SERVICE,
-        repr(sorted(conf.SENTINEL_OPTIONS.items())),
-        repr(conf.CLUSTER_NODES),
-        repr(sorted((conf.TLS or {}).items())) if conf.TLS is not None else None,
-        conf.CONNECT_TIMEOUT,
-        conf.SOCKET_TIMEOUT,
-        repr(sorted(conf.CONNECTION_OPTIONS.items())),
-    )
+    global _current_key
+    key = _current_key
+    if key is None:
+        tls = conf.TLS
+        key = _current_key = (
+            conf.URL,
+            conf.CACHE_ALIAS,
+            repr(conf.SENTINELS),
+            conf.SENTINEL_SERVICE,
+            repr(sorted(conf.SENTINEL_OPTIONS.items())),
+            repr(conf.CLUSTER_NODES),
+            None if tls is None else repr(sorted(tls.items())),
+            conf.CONNECT_TIMEOUT,
+            conf.SOCKET_TIMEOUT,
+            conf.RETRIES,
+            repr(sorted(conf.CONNECTION_OPTIONS.items())),
+        )
+    return key
+
+
+def _forget_config(**kwargs: Any) -> None:
+    global _current_key
+    _current_key = None
+
+
+setting_changed.connect(_forget_config, dispatch_uid="django_redisstore.connection")
 
 
 def _tls_options() -> dict[str, Any]:
@@ -187,8 +197,15 @@ def _client_options() -> dict[str, Any]:
 
 
 def _retry(module: Any) -> Any:
-    # Transient connection errors are retried twice with a short backoff, never endlessly.
-    return module.retry.Retry(ExponentialBackoff(cap=0.2, base=0.02), 2)
+    # A broken connection (Redis restarted, a proxy cut it) is re-dialled REDISSTORE_RETRIES
+    # times with a short backoff, never endlessly. Timeouts are not retried: a server that
+    # stalled past SOCKET_TIMEOUT will not answer 20 ms later, and each retry would add a whole
+    # timeout to the time the request hangs.
+    return module.retry.Retry(
+        ExponentialBackoff(cap=0.2, base=0.02),
+        conf.RETRIES,
+        supported_errors=(redis.ConnectionError,),
+    )
 
 
 def _cache_client(alias: str) -> redis.Redis:
@@ -338,6 +355,7 @@ def reset() -> None:
                 sentinel.close()
         _clients.clear()
     _async_clients.clear()
+    _forget_config()
 
 
 async def aclose() -> None:
@@ -387,17 +405,33 @@ def describe(client: Any) -> str:
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
-def _unavailable(error: Exception) -> bool:
-    if isinstance(error, _UNAVAILABLE):
+#: Answers meaning "this server cannot take the command now" (full under noeviction, a replica
+#: after a failover, a cluster re-sharding or a slot without a primary for a moment): an outage
+#: for the request, like a dropped link.
+_UNAVAILABLE = (
+    OutOfMemoryError,
+    ReadOnlyError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
+_UNREACHABLE = (redis.ConnectionError, RedisTimeoutError)
+
+
+def _unreachable(error: Exception) -> bool:
+    if isinstance(error, _UNREACHABLE):
         return True
     # RedisCluster reports "no start node answers" as a bare RedisClusterException.
-    return isinstance(error, RedisClusterException) and isinstance(error.__cause__, _UNAVAILABLE)
+    return isinstance(error, RedisClusterException) and isinstance(error.__cause__, _UNREACHABLE)
 
 
 def _translate(client: Any, error: Exception) -> RedisStoreError:
-    if _unavailable(error):
+    if _unreachable(error):
         kind = "timed out" if isinstance(error, RedisTimeoutError) else "is unreachable"
         return ConnectionInterrupted(f"Redis at {describe(client)} {kind}: {error}")
+    if isinstance(error, _UNAVAILABLE):
+        where = describe(client)
+        return ConnectionInterrupted(f"Redis at {where} cannot take the command now: {error}")
     return RedisStoreError(f"Redis at {describe(client)} answered with an error: {error}")
 
 

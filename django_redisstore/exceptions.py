@@ -8,8 +8,16 @@ class RedisStoreError(Exception):
 
 
 class ConnectionInterrupted(RedisStoreError):
-    """Redis could not be reached, or did not answer in time.
+    """Redis could not be reached, did not answer in time, or cannot take the command now (out
+    of memory under ``noeviction``, a read-only replica, a cluster that is down).
 
     The message names the Redis address (never its password). The session is neither read as
     empty nor deleted: the request fails instead of silently signing its user out.
+    """
+
+
+class SessionTooLarge(RedisStoreError):
+    """A save was refused because the serialized session is over ``REDISSTORE_MAX_SIZE``.
+
+    Raised before anything is sent to Redis: the stored session keeps its previous data.
     """

@@ -19,7 +19,7 @@ slots on Redis Cluster, and no key name carries a hash tag (``{...}``):
     pipeline as the session's own (redis-py's ``ClusterPipeline`` sends each primary its share).
 
 Why not a hash tag in ``REDISSTORE_KEY_PREFIX``: ``{app}:s:...`` would hash every key of the site
-by ``app``, one slot on one primary (check ``django_redisstore.W010`` says so). Scans (``sessions
+by ``app``, one slot on one primary (check ``django_redisstore.W030`` says so). Scans (``sessions
 inspect``/``purge``) visit every primary in turn: ``connection.scan_iter``.
 """
 
@@ -29,9 +29,12 @@ import base64
 import hashlib
 import hmac
 import re
+import secrets as _random
 from functools import lru_cache
 
 from django.conf import settings
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS
+from django.core.signals import setting_changed
 
 from .conf import conf
 
@@ -59,6 +62,25 @@ def mac_key(secret: str) -> bytes:
     return _derive(_MAC_SALT, secret)
 
 
+_NEW_KEY_LENGTH = 32
+_NEW_KEY_SPACE = len(VALID_KEY_CHARS) ** _NEW_KEY_LENGTH
+
+
+def new_session_key() -> str:
+    """A fresh session key: 32 characters of Django's ``[a-z0-9]``, uniformly random (165 bits).
+
+    Django's ``get_random_string`` draws each character with a call of its own to the system's
+    random source (32 system calls, about 35 us). One draw below 36**32, written in base 36,
+    gives every key the same probability as before, in about 3 us.
+    """
+    value = _random.randbelow(_NEW_KEY_SPACE)
+    chars = []
+    for _ in range(_NEW_KEY_LENGTH):
+        value, digit = divmod(value, len(VALID_KEY_CHARS))
+        chars.append(VALID_KEY_CHARS[digit])
+    return "".join(chars)
+
+
 def is_valid_session_key(session_key: str | None) -> bool:
     """True when ``session_key`` can name a session: anything else is not looked up at all."""
     return session_key is not None and _VALID_SESSION_KEY.fullmatch(session_key) is not None
@@ -71,9 +93,23 @@ def session_id(session_key: str, secret: str | None = None) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+@lru_cache(maxsize=1)
+def _session_prefix() -> str:
+    # Read once, not on every call: a setting left at its default costs 2.5 us to look up.
+    return f"{conf.KEY_PREFIX}:s:"
+
+
+def _forget_prefix(setting: str, **kwargs: object) -> None:
+    if setting == "REDISSTORE_KEY_PREFIX":
+        _session_prefix.cache_clear()
+
+
+setting_changed.connect(_forget_prefix, dispatch_uid="django_redisstore.keys")
+
+
 def session_name(session_id: str) -> str:
     """The Redis key of a session, from its hashed id."""
-    return f"{conf.KEY_PREFIX}:s:{session_id}"
+    return _session_prefix() + session_id
 
 
 def session_pattern() -> str:

@@ -16,27 +16,29 @@ import logging
 import math
 import time
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import django
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import (
-    VALID_KEY_CHARS,
     CreateError,
     SessionBase,
     UpdateError,
 )
+from django.core.signals import setting_changed
 from django.utils import timezone as django_timezone
-from django.utils.crypto import get_random_string
+from redis.exceptions import ResponseError
 
 from . import codec, keys, merge
 from .conf import conf
 from .connection import Flow, arun, run
-from .exceptions import RedisStoreError
+from .exceptions import ConnectionInterrupted, RedisStoreError, SessionTooLarge
 from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH, Call
 
 security_logger = logging.getLogger("django.security.SuspiciousSession")
+logger = logging.getLogger("django_redisstore")
 
 #: A fresh key colliding with a live one is a 1 in 36**32 event; a few tries make a collision
 #: loop impossible without ever spinning thousands of times when Redis misbehaves.
@@ -72,8 +74,31 @@ class SessionStore(SessionBase):
             return self._session_cache
 
     def __init__(self, session_key: str | None = None) -> None:
+        #: Set when Redis failed the read and REDISSTORE_ON_REDIS_ERROR is "anonymous": the
+        #: session is served empty and nothing may be written for the rest of this request.
+        self._degraded = False
         super().__init__(session_key)
         self._forget_record()
+        self._sid_of: tuple[str, str, str] = ("", "", "")  # session key, secret, its id
+
+    def _session_id(self, session_key: str) -> str:
+        # A read and the save that follows both need the keyed hash: compute it once (2.5 us).
+        key, secret, sid = self._sid_of
+        if key != session_key or secret != settings.SECRET_KEY:
+            secret = settings.SECRET_KEY
+            sid = keys.session_id(session_key, secret)
+            self._sid_of = (session_key, secret, sid)
+        return sid
+
+    @property
+    def modified(self) -> bool:
+        """Never true for a degraded session: ``SessionMiddleware`` then neither saves the
+        empty stand-in over the stored record nor rewrites the cookie."""
+        return self._modified and not self._degraded
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        self._modified = value
 
     # State of the record this object last read or wrote -------------------------------------
 
@@ -101,7 +126,7 @@ class SessionStore(SessionBase):
     def _get_new_session_key(self) -> str:
         # Django's default asks Redis whether the key exists first: a wasted round trip, since
         # the creating SET NX refuses a key that exists.
-        return get_random_string(32, VALID_KEY_CHARS)
+        return keys.new_session_key()
 
     async def _aget_new_session_key(self) -> str:
         return self._get_new_session_key()
@@ -192,7 +217,7 @@ class SessionStore(SessionBase):
             self._forget_record()
             return {}
         now = time.time()
-        sid = keys.session_id(session_key)
+        sid = self._session_id(session_key)
         name = keys.session_name(sid)
         sliding = self._slides()
         if sliding:
@@ -292,7 +317,7 @@ class SessionStore(SessionBase):
         """
         session_key = self.session_key
         assert session_key is not None
-        sid = keys.session_id(session_key)
+        sid = self._session_id(session_key)
         name = keys.session_name(sid)
         extra = self._delete_calls(*retire) if retire else []
         ours = data
@@ -320,6 +345,11 @@ class SessionStore(SessionBase):
                     )
             until = self._cap(until, now)  # the absolute lifetime caps every slide
             payload = self._encode_payload(ours)
+            if conf.MAX_SIZE is not None and len(payload) > conf.MAX_SIZE:
+                raise SessionTooLarge(
+                    f"the session {name} is {len(payload)} bytes serialized, over "
+                    f"REDISSTORE_MAX_SIZE ({conf.MAX_SIZE}); nothing was written"
+                )
             blob, mac = codec.pack(
                 name,
                 payload,
@@ -328,7 +358,7 @@ class SessionStore(SessionBase):
                 saved=now,
                 idle=0 if isinstance(expiry, (datetime, str)) else age,
                 until=until,
-                compress_min_size=conf.COMPRESS_MIN_SIZE,
+                compress_min_size=_compress_min_size(),
             )
             if create:
                 write = Call.command("SET", name, blob, "NX", "PX", ttl * 1000)
@@ -445,6 +475,49 @@ class SessionStore(SessionBase):
             return
         raise RedisStoreError("could not find an unused session key; is Redis answering right?")
 
+    # Failure policy ----------------------------------------------------------------------------
+
+    def _load_failed(self, error: RedisStoreError) -> dict[str, Any] | None:
+        """What a read that Redis failed returns; None when ``error`` must propagate.
+
+        Something other than a string under the session's key (a foreign write) is tampered
+        data: an empty session and a security log line, as for a record that fails its MAC. An
+        outage propagates, unless REDISSTORE_ON_REDIS_ERROR is "anonymous": then the request
+        sees an empty session while the cookie and the stored record stay as they are.
+        """
+        if _is_wrong_type(error):
+            name = keys.session_name(keys.session_id(self.session_key or ""))
+            security_logger.warning("Session data under %s is not a session: %s", name, error)
+            self._forget_record()
+            self._session_key = None
+            return {}
+        if not isinstance(error, ConnectionInterrupted) or conf.ON_REDIS_ERROR != "anonymous":
+            return None
+        logger.warning(
+            "Serving this request without its session (kept in Redis, not saved in this "
+            "request): %s",
+            error,
+        )
+        self._degraded = True
+        return {}
+
+    def _skip_degraded_save(self) -> bool:
+        """True when this request read its session in degraded mode: the save must not happen.
+
+        Saving the empty stand-in (or a change made to it) would overwrite the real record.
+        """
+        if self._degraded and self._modified:
+            logger.warning("Dropping this request's session changes: Redis failed its read")
+        return self._degraded
+
+    def _refuse_degraded(self, operation: str) -> None:
+        # Deleting or re-keying a session whose data this request could not read would sign
+        # its user out, or lose the stored data, because Redis blinked: fail the request.
+        if self._degraded:
+            raise ConnectionInterrupted(
+                f"cannot {operation} a session that Redis failed to read in this request"
+            )
+
     # Drivers -------------------------------------------------------------------------------
 
     # The drivers live in ``connection`` (the bulk tools of ``index`` and ``operations`` use them
@@ -455,27 +528,38 @@ class SessionStore(SessionBase):
     # Django's contract, sync ---------------------------------------------------------------
 
     def load(self) -> dict[str, Any]:
-        return self._run(self._load_flow())
+        try:
+            return self._run(self._load_flow())
+        except RedisStoreError as e:
+            data = self._load_failed(e)
+            if data is None:
+                raise
+            return data
 
     def exists(self, session_key: str | None) -> bool:
         return self._run(self._exists_flow(session_key))
 
     def create(self) -> None:
+        self._refuse_degraded("create")
         self._run(self._create_flow(self._get_session(no_load=True), retire=None))
 
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return self.create()
         data = self._get_session(no_load=must_create)
+        if self._skip_degraded_save():
+            return
         if self.session_key is None:  # the read found no session under that key: a new one
             return self.create()
         self._run(self._save_flow(data, must_create))
 
     def delete(self, session_key: str | None = None) -> None:
+        self._refuse_degraded("delete")
         self._run(self._delete_flow(session_key))
 
     def cycle_key(self) -> None:
         data = self._session
+        self._refuse_degraded("cycle the key of")
         self._run(self._create_flow(data, retire=self.session_key))
 
     @classmethod
@@ -492,12 +576,19 @@ class SessionStore(SessionBase):
     # Django's contract, async (Django 5.1+) ---------------------------------------------------
 
     async def aload(self) -> dict[str, Any]:
-        return await self._arun(self._load_flow())
+        try:
+            return await self._arun(self._load_flow())
+        except RedisStoreError as e:
+            data = self._load_failed(e)
+            if data is None:
+                raise
+            return data
 
     async def aexists(self, session_key: str | None) -> bool:
         return await self._arun(self._exists_flow(session_key))
 
     async def acreate(self) -> None:
+        self._refuse_degraded("create")
         data = await self._aget_session(no_load=True)
         await self._arun(self._create_flow(data, retire=None))
 
@@ -505,15 +596,19 @@ class SessionStore(SessionBase):
         if self.session_key is None:
             return await self.acreate()
         data = await self._aget_session(no_load=must_create)
+        if self._skip_degraded_save():
+            return
         if self.session_key is None:  # the read found no session under that key: a new one
             return await self.acreate()
         await self._arun(self._save_flow(data, must_create))
 
     async def adelete(self, session_key: str | None = None) -> None:
+        self._refuse_degraded("delete")
         await self._arun(self._delete_flow(session_key))
 
     async def acycle_key(self) -> None:
         data = await self._aget_session()
+        self._refuse_degraded("cycle the key of")
         await self._arun(self._create_flow(data, retire=self.session_key))
 
     @classmethod
@@ -535,3 +630,23 @@ def _persistent(data: dict[str, Any]) -> bool:
 def _user_of(data: dict[str, Any]) -> str | None:
     user = data.get(SESSION_KEY)
     return None if user is None else str(user)
+
+
+def _is_wrong_type(error: RedisStoreError) -> bool:
+    """True when Redis refused a read because the key holds something other than a string."""
+    cause = error.__cause__
+    return isinstance(cause, ResponseError) and "WRONGTYPE" in str(cause)
+
+
+@lru_cache(maxsize=1)
+def _compress_min_size() -> int | None:
+    # Read once per settings change, not per save: a setting left at its default costs 2.7 us.
+    return conf.COMPRESS_MIN_SIZE
+
+
+def _forget_settings(setting: str, **kwargs: object) -> None:
+    if setting == "REDISSTORE_COMPRESS_MIN_SIZE":
+        _compress_min_size.cache_clear()
+
+
+setting_changed.connect(_forget_settings, dispatch_uid="django_redisstore.session")

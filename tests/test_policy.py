@@ -1,0 +1,367 @@
+"""The failure policy: what a request gets when Redis is down, stalled or cut off.
+
+Every test reaches the suite's real Redis through ``tests.tcp_proxy.TcpProxy``, which refuses,
+stalls or cuts connections on demand.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import django
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.test import AsyncClient, Client
+
+from django_redisstore import connection, keys
+from django_redisstore.exceptions import ConnectionInterrupted, SessionTooLarge
+from django_redisstore.session import SessionStore
+from django_redisstore.unavailable import PAGE
+
+from .faults import close_async_clients, proxied
+from .tcp_proxy import FORWARD, REFUSE, STALL, TcpProxy
+
+MIDDLEWARE_503 = [
+    "django_redisstore.unavailable.RedisUnavailableMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
+
+def needs_async_sessions(test: Any) -> Any:
+    """Skip on Django < 5.1 (no async sessions), and close the async clients afterwards."""
+    skip = pytest.mark.skipif(django.VERSION < (5, 1), reason="async sessions: Django 5.1+")
+    return skip(pytest.mark.usefixtures(close_async_clients.__name__)(test))
+
+
+@pytest.fixture
+def proxy(settings: Any, redis_server_url: str) -> Iterator[TcpProxy]:
+    with proxied(settings, redis_server_url) as proxy:
+        yield proxy
+
+
+def stored_session(**data: Any) -> str:
+    session = SessionStore()
+    session.update(data)
+    session.save()
+    assert session.session_key is not None
+    return session.session_key
+
+
+def cookie_client(session_key: str) -> Client:
+    client = Client(raise_request_exception=True)
+    client.cookies[django_settings.SESSION_COOKIE_NAME] = session_key
+    return client
+
+
+def assert_cookie_kept(response: Any, session_key: str) -> None:
+    """The response neither deletes the session cookie nor replaces its value."""
+    cookie = response.cookies.get(django_settings.SESSION_COOKIE_NAME)
+    assert cookie is None or (cookie.value == session_key and cookie["max-age"] != 0)
+
+
+# Default policy: raise --------------------------------------------------------------------------
+
+
+def test_outage_raises_connection_interrupted_naming_the_server_not_the_password(
+    proxy: TcpProxy, settings: Any
+) -> None:
+    settings.REDISSTORE_URL = f"redis://:hunter2@127.0.0.1:{proxy.port}/0"
+    key = "a" * 32
+    proxy.set_mode(REFUSE)
+    with pytest.raises(ConnectionInterrupted) as raised:
+        SessionStore(key).load()
+    assert f"127.0.0.1:{proxy.port}" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize("retries", [0, 1, 3])
+def test_broken_connections_are_redialled_a_bounded_number_of_times(
+    proxy: TcpProxy, settings: Any, retries: int
+) -> None:
+    # redis-py retries the command, and inside each attempt the dial: depending on whether the
+    # reset arrives during the handshake or the command, one operation dials between
+    # RETRIES + 1 and (RETRIES + 1) ** 2 times. Never more, and once when RETRIES is 0.
+    settings.REDISSTORE_RETRIES = retries
+    proxy.set_mode(REFUSE)
+    with pytest.raises(ConnectionInterrupted, match="unreachable"):
+        SessionStore("a" * 32).load()
+    assert retries + 1 <= proxy.accepted <= (retries + 1) ** 2
+
+
+def test_a_connection_cut_between_requests_costs_no_error(proxy: TcpProxy) -> None:
+    key = stored_session(a=1)
+    for round_ in range(5):
+        proxy.cut()
+        assert SessionStore(key).load() == {"a": 1 + round_}
+        session = SessionStore(key)
+        session["a"] = 2 + round_
+        session.save()
+
+
+def test_a_stalled_redis_times_out_once_without_retrying(proxy: TcpProxy) -> None:
+    key = stored_session(a=1)
+    proxy.cut()
+    proxy.set_mode(STALL)
+    before = proxy.accepted
+    with pytest.raises(ConnectionInterrupted, match="timed out"):
+        SessionStore(key).load()
+    assert proxy.accepted == before + 1
+    proxy.set_mode(FORWARD)
+    assert SessionStore(key).load() == {"a": 1}
+
+
+def test_stalled_save_raises_and_the_next_request_reads_what_was_stored(
+    proxy: TcpProxy,
+) -> None:
+    key = stored_session(a=1)
+    session = SessionStore(key)
+    session["b"] = 2
+    session.load()
+    proxy.set_mode(STALL)
+    with pytest.raises(ConnectionInterrupted, match="timed out"):
+        session.save()
+    proxy.set_mode(FORWARD)
+    proxy.cut()
+    assert SessionStore(key).load() == {"a": 1}
+
+
+def test_without_the_middleware_the_error_reaches_the_request(proxy: TcpProxy) -> None:
+    key = stored_session(a=1)
+    proxy.set_mode(REFUSE)
+    with pytest.raises(ConnectionInterrupted):
+        cookie_client(key).get("/read/")
+
+
+# The middleware: 503 ---------------------------------------------------------------------------
+
+
+def test_middleware_answers_503_with_retry_after_and_keeps_the_cookie(
+    proxy: TcpProxy, settings: Any
+) -> None:
+    settings.MIDDLEWARE = MIDDLEWARE_503
+    settings.REDISSTORE_RETRY_AFTER = 7
+    key = stored_session(a="1")
+    client = cookie_client(key)
+    proxy.set_mode(REFUSE)
+    response = client.get("/read/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "7"
+    assert response["Content-Type"].startswith("text/plain")
+    assert response.content.decode() == PAGE
+    assert_cookie_kept(response, key)
+    proxy.set_mode(FORWARD)  # Redis is back: the same process serves the session again
+    response = client.get("/read/")
+    assert response.status_code == 200
+    assert json.loads(response.content) == {"a": "1"}
+
+
+def test_middleware_answers_503_when_the_save_after_the_view_fails(
+    proxy: TcpProxy, settings: Any
+) -> None:
+    settings.MIDDLEWARE = MIDDLEWARE_503
+    proxy.set_mode(REFUSE)
+    response = Client(raise_request_exception=True).get("/write/", {"a": "1"})
+    assert response.status_code == 503
+    assert django_settings.SESSION_COOKIE_NAME not in response.cookies
+
+
+# Opt-in degraded mode: anonymous ---------------------------------------------------------------
+
+
+def test_anonymous_mode_serves_an_empty_session_and_keeps_cookie_and_record(
+    proxy: TcpProxy, settings: Any, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
+    key = stored_session(a="1")
+    name = keys.session_name(keys.session_id(key))
+    stored = redis_client.get(name)
+    client = cookie_client(key)
+    proxy.set_mode(REFUSE)
+    with caplog.at_level(logging.WARNING, "django_redisstore"):
+        response = client.get("/write/", {"b": "2"})
+    assert response.status_code == 200
+    assert json.loads(response.content) == {"b": "2"}  # the view saw no stored data
+    assert_cookie_kept(response, key)
+    assert "without its session" in caplog.text
+    proxy.set_mode(FORWARD)
+    assert redis_client.get(name) == stored
+    response = client.get("/read/")
+    assert json.loads(response.content) == {"a": "1"}
+
+
+def test_anonymous_mode_never_saves_even_when_redis_is_back_before_the_save(
+    proxy: TcpProxy, settings: Any, redis_client: redis.Redis
+) -> None:
+    settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
+    settings.SESSION_SAVE_EVERY_REQUEST = True
+    key = stored_session(a=1)
+    name = keys.session_name(keys.session_id(key))
+    stored = redis_client.get(name)
+    proxy.set_mode(REFUSE)
+    session = SessionStore(key)
+    session["b"] = 2
+    assert not session.modified  # so SessionMiddleware neither saves nor rewrites the cookie
+    assert not session.is_empty()  # so SessionMiddleware does not delete the cookie
+    proxy.set_mode(FORWARD)
+    session.save()
+    assert redis_client.get(name) == stored
+
+
+@pytest.mark.parametrize("operation", ["flush", "cycle_key", "create"])
+def test_anonymous_mode_refuses_to_end_or_rekey_a_session_it_could_not_read(
+    proxy: TcpProxy, settings: Any, redis_client: redis.Redis, operation: str
+) -> None:
+    settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
+    key = stored_session(a=1)
+    proxy.set_mode(REFUSE)
+    session = SessionStore(key)
+    assert session.get("a") is None
+    proxy.set_mode(FORWARD)
+    with pytest.raises(ConnectionInterrupted, match="failed to read"):
+        getattr(session, operation)()
+    assert SessionStore(key).load() == {"a": 1}
+    assert redis_client.exists(keys.session_name(keys.session_id(key)))
+
+
+def test_anonymous_mode_logout_during_an_outage_answers_503_and_keeps_the_session(
+    proxy: TcpProxy, settings: Any
+) -> None:
+    settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
+    settings.MIDDLEWARE = MIDDLEWARE_503
+    key = stored_session(a="1")
+    client = cookie_client(key)
+    proxy.set_mode(REFUSE)
+    response = client.get("/logout/")
+    assert response.status_code == 503
+    assert_cookie_kept(response, key)
+    proxy.set_mode(FORWARD)
+    assert SessionStore(key).load() == {"a": "1"}
+
+
+def test_anonymous_mode_does_not_hide_errors_of_a_new_session(
+    proxy: TcpProxy, settings: Any
+) -> None:
+    settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
+    proxy.set_mode(REFUSE)
+    session = SessionStore()
+    session["a"] = 1
+    with pytest.raises(ConnectionInterrupted):
+        session.save()
+
+
+@needs_async_sessions
+async def test_async_anonymous_mode_serves_empty_and_never_saves(
+    proxy: TcpProxy, settings: Any, redis_client: redis.Redis
+) -> None:
+    settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
+    key = stored_session(a=1)
+    name = keys.session_name(keys.session_id(key))
+    stored = redis_client.get(name)
+    proxy.set_mode(REFUSE)
+    session = SessionStore(key)
+    assert await session.aget("a") is None
+    await session.aset("b", 2)
+    proxy.set_mode(FORWARD)
+    await session.asave()
+    with pytest.raises(ConnectionInterrupted):
+        await session.aflush()
+    assert redis_client.get(name) == stored
+
+
+@needs_async_sessions
+@pytest.mark.parametrize("retries", [0, 3])
+async def test_async_broken_connections_are_redialled_a_bounded_number_of_times(
+    proxy: TcpProxy, settings: Any, retries: int
+) -> None:
+    settings.REDISSTORE_RETRIES = retries
+    proxy.set_mode(REFUSE)
+    with pytest.raises(ConnectionInterrupted, match="unreachable"):
+        await SessionStore("a" * 32).aload()
+    assert retries + 1 <= proxy.accepted <= (retries + 1) ** 2
+
+
+@needs_async_sessions
+async def test_async_stall_times_out_and_service_comes_back(proxy: TcpProxy) -> None:
+    key = stored_session(a=1)
+    proxy.cut()
+    proxy.set_mode(STALL)
+    with pytest.raises(ConnectionInterrupted, match="timed out"):
+        await SessionStore(key).aload()
+    proxy.set_mode(FORWARD)
+    assert await SessionStore(key).aload() == {"a": 1}
+
+
+# Size limit ------------------------------------------------------------------------------------
+
+
+def test_session_over_max_size_is_refused_before_anything_is_sent(
+    settings: Any, redis_client: redis.Redis, redisstore: str, round_trips: Any
+) -> None:
+    settings.REDISSTORE_MAX_SIZE = 1000
+    key = stored_session(a=1)
+    name = keys.session_name(keys.session_id(key))
+    stored = redis_client.get(name)
+    session = SessionStore(key)
+    session.load()
+    session["big"] = "x" * 2000
+    round_trips.count = 0
+    with pytest.raises(SessionTooLarge, match="REDISSTORE_MAX_SIZE"):
+        session.save()
+    assert round_trips.count == 0
+    assert redis_client.get(name) == stored
+    fresh = SessionStore()
+    fresh["big"] = "x" * 2000
+    round_trips.count = 0
+    with pytest.raises(SessionTooLarge):
+        fresh.save()
+    assert round_trips.count == 0
+    assert list(redis_client.scan_iter(f"{redisstore}:*")) == [name.encode()]
+
+
+def test_session_at_max_size_is_saved(settings: Any) -> None:
+    session = SessionStore()
+    session["v"] = ""
+    overhead = len(session._encode_payload({"v": ""}))
+    settings.REDISSTORE_MAX_SIZE = overhead + 500
+    session["v"] = "x" * 500
+    session.save()
+    assert SessionStore(session.session_key)["v"] == "x" * 500
+
+
+@needs_async_sessions
+async def test_async_session_over_max_size_is_refused(
+    settings: Any, redisstore: str, redis_client: redis.Redis
+) -> None:
+    settings.REDISSTORE_MAX_SIZE = 100
+    session = SessionStore()
+    await session.aset("big", "x" * 200)
+    with pytest.raises(SessionTooLarge):
+        await session.asave()
+    assert list(redis_client.scan_iter(f"{redisstore}:*")) == []
+
+
+def test_clients_follow_the_retries_setting(settings: Any) -> None:
+    # A changed REDISSTORE_RETRIES makes a new client rather than reusing one built before.
+    first = connection.get_client()
+    settings.REDISSTORE_RETRIES = 7
+    assert connection.get_client() is not first
+
+
+@needs_async_sessions
+async def test_middleware_answers_503_under_asgi_too(proxy: TcpProxy, settings: Any) -> None:
+    settings.MIDDLEWARE = MIDDLEWARE_503
+    key = stored_session(a="1")
+    client = AsyncClient(raise_request_exception=True)
+    client.cookies[django_settings.SESSION_COOKIE_NAME] = key
+    proxy.set_mode(REFUSE)
+    response = await client.get("/read/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert_cookie_kept(response, key)
+    proxy.set_mode(FORWARD)
+    response = await client.get("/read/")
+    assert json.loads(response.content) == {"a": "1"}
