@@ -5,6 +5,7 @@ Ids are stable: ``django_redisstore.E001``... for errors, ``...W001``... for war
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from redis.connection import parse_url
 from redis.exceptions import RedisError, ResponseError
 
 from .conf import conf
+from .connection import TLS_OPTIONS, parse_address
 
 ENGINE = "django_redisstore.session"
 _REDIS_CACHE_BACKENDS = (
@@ -60,12 +62,17 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
         return []
     url, alias = conf.URL, conf.CACHE_ALIAS
     caches: dict[str, dict[str, Any]] = getattr(settings, "CACHES", {})
+    if getattr(settings, "REDISSTORE_SENTINELS", None) or getattr(
+        settings, "REDISSTORE_CLUSTER_NODES", None
+    ):
+        return []  # check_topology's business
     if not url and not alias:
         return [
             Error(
                 "The Redis session engine has no connection configured.",
-                hint="Set REDISSTORE_URL (for example 'redis://127.0.0.1:6379/1') or "
-                "REDISSTORE_CACHE_ALIAS (the alias of a django-redis cache).",
+                hint="Set REDISSTORE_URL (for example 'redis://127.0.0.1:6379/1'), "
+                "REDISSTORE_CACHE_ALIAS (the alias of a django-redis cache), "
+                "REDISSTORE_SENTINELS or REDISSTORE_CLUSTER_NODES.",
                 id="django_redisstore.E001",
             )
         ]
@@ -132,6 +139,140 @@ def _without_password(url: str) -> str:
     return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else url
 
 
+def _addresses(setting: str, value: Any) -> list[CheckMessage]:
+    """E032 for a topology list that is empty, not a list, or holds an unusable address."""
+    problem = None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+        problem = "is not a non-empty list of addresses"
+    else:
+        for address in value:
+            try:
+                parse_address(address)
+            except (TypeError, ValueError):
+                problem = f"holds {address!r}, which is neither 'host:port' nor (host, port)"
+                break
+    if problem is None:
+        return []
+    return [
+        Error(
+            f"REDISSTORE_{setting} {problem}.",
+            hint=f"For example REDISSTORE_{setting} = ['10.0.0.1:{_EXAMPLE_PORT[setting]}', "
+            f"'10.0.0.2:{_EXAMPLE_PORT[setting]}'].",
+            id="django_redisstore.E032",
+        )
+    ]
+
+
+_EXAMPLE_PORT = {"SENTINELS": 26379, "CLUSTER_NODES": 6379}
+
+
+def check_topology(**kwargs: Any) -> list[CheckMessage]:
+    """Sentinel, Cluster, TLS and WAIT settings, alone and in combination (E030-E036, W030)."""
+    if not _engine_in_use():
+        return []
+    sentinels = getattr(settings, "REDISSTORE_SENTINELS", None)
+    nodes = getattr(settings, "REDISSTORE_CLUSTER_NODES", None)
+    chosen = [
+        name
+        for name, value in (
+            ("REDISSTORE_URL", conf.URL),
+            ("REDISSTORE_CACHE_ALIAS", conf.CACHE_ALIAS),
+            ("REDISSTORE_SENTINELS", sentinels),
+            ("REDISSTORE_CLUSTER_NODES", nodes),
+        )
+        if value
+    ]
+    errors: list[CheckMessage] = []
+    if len(chosen) > 1 and (sentinels or nodes):
+        errors.append(
+            Error(
+                f"{' and '.join(chosen)} are all set: they name different kinds of Redis.",
+                hint="Set exactly one: REDISSTORE_URL for one server, REDISSTORE_SENTINELS (with "
+                "REDISSTORE_SENTINEL_SERVICE) for Sentinel, REDISSTORE_CLUSTER_NODES for a "
+                "Redis Cluster.",
+                id="django_redisstore.E030",
+            )
+        )
+    service = getattr(settings, "REDISSTORE_SENTINEL_SERVICE", None)
+    if sentinels is not None:
+        errors += _addresses("SENTINELS", sentinels)
+    if bool(sentinels) != bool(service):
+        errors.append(
+            Error(
+                "REDISSTORE_SENTINELS and REDISSTORE_SENTINEL_SERVICE go together; "
+                f"only {'REDISSTORE_SENTINELS' if sentinels else 'REDISSTORE_SENTINEL_SERVICE'} "
+                "is set.",
+                hint="REDISSTORE_SENTINEL_SERVICE is the name in the Sentinels' "
+                "'sentinel monitor <name> ...' line.",
+                id="django_redisstore.E031",
+            )
+        )
+    if nodes is not None:
+        errors += _addresses("CLUSTER_NODES", nodes)
+    options = conf.CONNECTION_OPTIONS
+    if nodes and options.get("db"):
+        errors.append(
+            Error(
+                f"REDISSTORE_CONNECTION_OPTIONS asks for database {options['db']!r} on a "
+                "Redis Cluster, which only has database 0.",
+                hint="Remove 'db'; use REDISSTORE_KEY_PREFIX to keep sites apart.",
+                id="django_redisstore.E033",
+            )
+        )
+    if nodes and "{" in conf.KEY_PREFIX:
+        errors.append(
+            Warning(
+                f"REDISSTORE_KEY_PREFIX {conf.KEY_PREFIX!r} has a '{{': on a Redis Cluster a "
+                "hash tag in it would put every session in one slot, on one primary.",
+                hint="Use a prefix without braces: the engine needs no hash tags.",
+                id="django_redisstore.W030",
+            )
+        )
+    errors += _check_tls(bool(sentinels or nodes))
+    errors += _check_wait()
+    return errors
+
+
+def _check_tls(topology: bool) -> list[CheckMessage]:
+    tls = getattr(settings, "REDISSTORE_TLS", None)
+    if tls is None:
+        return []
+    if not isinstance(tls, dict):
+        problem = f"is a {type(tls).__name__}, not a dict"
+    elif unknown := sorted(set(tls) - set(TLS_OPTIONS)):
+        problem = f"has unknown keys {', '.join(map(repr, unknown))}"
+    elif missing := [
+        f"{key} {tls[key]!r}"
+        for key in ("ca_file", "cert_file", "key_file")
+        if key in tls and not os.path.isfile(tls[key])
+    ]:
+        problem = f"names files that do not exist: {', '.join(missing)}"
+    elif ("cert_file" in tls) != ("key_file" in tls):
+        problem = "has one of cert_file and key_file without the other"
+    else:
+        problem = None
+    errors: list[CheckMessage] = []
+    if problem:
+        errors.append(
+            Error(
+                f"REDISSTORE_TLS {problem}.",
+                hint="A dict with any of 'ca_file', 'cert_file', 'key_file' (paths to PEM "
+                "files) and 'check_hostname' (bool); {} for TLS with the system's CAs.",
+                id="django_redisstore.E034",
+            )
+        )
+    url = conf.URL
+    if not topology and url and not url.startswith("rediss://"):
+        errors.append(
+            Error(
+                "REDISSTORE_TLS is set but REDISSTORE_URL does not start with rediss://.",
+                hint="Use rediss://host:port/db for TLS, or remove REDISSTORE_TLS.",
+                id="django_redisstore.E035",
+            )
+        )
+    return errors
+
+
 _DURATIONS = (
     ("REMEMBER_ME_AGE", "django_redisstore.E020"),
     ("IDLE_TIMEOUT", "django_redisstore.E021"),
@@ -175,6 +316,32 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
             )
         )
     return errors
+
+
+def _check_wait() -> list[CheckMessage]:
+    try:
+        replicas, timeout = conf.WAIT_REPLICAS, conf.WAIT_TIMEOUT
+    except (TypeError, ValueError) as e:
+        problem = f"do not read as numbers ({e})"
+    else:
+        if replicas < 0:
+            problem = f"ask for {replicas} replicas"
+        elif replicas and not 0 < timeout < conf.SOCKET_TIMEOUT:
+            problem = (
+                f"wait {timeout} s, which is not between 0 and REDISSTORE_SOCKET_TIMEOUT "
+                f"({conf.SOCKET_TIMEOUT} s): the socket would time out first, or WAIT would "
+                "block forever"
+            )
+        else:
+            return []
+    return [
+        Error(
+            f"REDISSTORE_WAIT_REPLICAS / REDISSTORE_WAIT_TIMEOUT {problem}.",
+            hint="REDISSTORE_WAIT_REPLICAS is a count (0 = off), REDISSTORE_WAIT_TIMEOUT a "
+            "number of seconds below REDISSTORE_SOCKET_TIMEOUT.",
+            id="django_redisstore.E036",
+        )
+    ]
 
 
 def check_failure_policy(**kwargs: Any) -> list[CheckMessage]:
@@ -293,5 +460,6 @@ def _durability_messages(config: dict[str, str | None]) -> list[CheckMessage]:
 def register_checks() -> None:
     register(check_connection, "sessions")
     register(check_timeouts, "sessions")
+    register(check_topology, "sessions")
     register(check_failure_policy, "sessions")
     register(check_durability, "sessions", Tags.security, deploy=True)

@@ -117,6 +117,45 @@ class Settings:
         value = self._get("MAX_SIZE", 1024 * 1024)
         return None if value is None else int(value)
 
+    @property
+    def SENTINELS(self) -> list[str | tuple[str, int]] | None:
+        """Sentinels to ask for the primary: ``"host:port"`` strings or ``(host, port)`` pairs."""
+        value = self._get("SENTINELS", None)
+        return None if value is None else list(value)
+
+    @property
+    def SENTINEL_SERVICE(self) -> str | None:
+        """The name under which the Sentinels monitor the primary (``sentinel monitor <name>``)."""
+        return self._get("SENTINEL_SERVICE", None)  # type: ignore[no-any-return]
+
+    @property
+    def SENTINEL_OPTIONS(self) -> dict[str, Any]:
+        """Keyword arguments for the connections to the Sentinels themselves (``password``...)."""
+        return dict(self._get("SENTINEL_OPTIONS", {}))
+
+    @property
+    def CLUSTER_NODES(self) -> list[str | tuple[str, int]] | None:
+        """Start nodes (``"host:port"`` or ``(host, port)``) of a Redis Cluster."""
+        value = self._get("CLUSTER_NODES", None)
+        return None if value is None else list(value)
+
+    @property
+    def TLS(self) -> dict[str, Any] | None:
+        """TLS files (``ca_file``, ``cert_file``, ``key_file``) and ``check_hostname``: a dict,
+        even empty, turns TLS on for every connection; None leaves it to the URL's scheme."""
+        value = self._get("TLS", None)
+        return None if value is None else dict(value)
+
+    @property
+    def WAIT_REPLICAS(self) -> int:
+        """After each write, wait until this many replicas have it (``WAIT``); 0: never wait."""
+        return int(self._get("WAIT_REPLICAS", 0))
+
+    @property
+    def WAIT_TIMEOUT(self) -> float:
+        """Seconds a write waits for ``WAIT_REPLICAS`` replicas at most."""
+        return float(self._get("WAIT_TIMEOUT", 0.25))
+
 
 def to_seconds(name: str, value: Any) -> int:
     """A duration setting as whole seconds: an int, or a ``timedelta``."""

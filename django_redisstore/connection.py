@@ -2,15 +2,24 @@
 
 The engine builds every Redis interaction as a list of ``Call`` objects (see ``scripts``); this
 module is the only place that knows whether they travel through ``redis.Redis`` or
-``redis.asyncio.Redis``. A batch of one call is sent as it is, a longer batch as one
-non-transactional pipeline: one round trip either way. ``run``/``arun`` drive a flow (a
-generator of such batches, see ``session``) to its end. ``scan_batches``, ``execute_plain`` and
-``unlink`` serve the bulk tools, which walk the keyspace.
+``redis.asyncio.Redis``, and to which topology: one server (``REDISSTORE_URL`` or
+``REDISSTORE_CACHE_ALIAS``), a primary found through Sentinel (``REDISSTORE_SENTINELS``), or a
+Redis Cluster (``REDISSTORE_CLUSTER_NODES``). The clients are redis-py's own (``Sentinel``'s
+``master_for``, ``RedisCluster``): routing by hash slot, redirections and failover are theirs.
+
+A batch of one call is sent as it is, a longer batch as one non-transactional pipeline: one round
+trip either way. On a cluster such a pipeline may span several primaries (redis-py sends each
+its share at once); that is safe because every call touches one key (see ``keys``).
+
+``run``/``arun`` drive a flow (a generator of such batches, see ``session``) to its end.
+``scan_batches``, ``execute_plain`` and ``unlink`` serve the bulk tools, which walk the keyspace
+(each primary in turn on a cluster).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import weakref
@@ -20,7 +29,9 @@ from typing import Any, NamedTuple, TypeVar
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.sentinel
 import redis.cluster
+import redis.sentinel
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from redis.backoff import ExponentialBackoff
@@ -29,24 +40,29 @@ from redis.exceptions import (
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     RedisError,
+    SlotNotCoveredError,
     TryAgainError,
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .conf import conf
 from .exceptions import ConnectionInterrupted, RedisStoreError
-from .scripts import Call, Pause
+from .scripts import LOAD_SLIDING, Call, Pause
+
+logger = logging.getLogger("django_redisstore")
 
 T = TypeVar("T")
 #: A flow: a generator that yields batches of calls, receives their replies and returns a value.
 Flow = Generator[list[Call] | Pause, list[Any], T]
 
 _lock = threading.Lock()
-_clients: dict[tuple[Any, ...], redis.Redis] = {}
-_async_clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[Any, ...], redis.asyncio.Redis]
-] = weakref.WeakKeyDictionary()
+_clients: dict[tuple[Any, ...], Any] = {}
+_Clients = dict[tuple[Any, ...], Any]
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Clients] = (
+    weakref.WeakKeyDictionary()
+)
 
 # Connection-pool arguments that the async client takes under the same name.
 _SHARED_KWARGS = (
@@ -70,8 +86,61 @@ _SHARED_KWARGS = (
 )
 
 
+#: ``REDISSTORE_TLS`` keys, and the names redis-py gives them.
+TLS_OPTIONS = {
+    "ca_file": "ssl_ca_certs",
+    "cert_file": "ssl_certfile",
+    "key_file": "ssl_keyfile",
+    "check_hostname": "ssl_check_hostname",
+}
+
+# What redis-py raises: RedisClusterException is not a RedisError.
+_ERRORS = (RedisError, RedisClusterException)
+
+# Commands of the engine that only read: anything else is a write that REDISSTORE_WAIT_REPLICAS
+# waits for. LOAD_SLIDING writes a TTL only, whose loss in a failover costs nothing.
+_READS = frozenset({"GET", "EXISTS", "PTTL", "TTL", "ZRANGE", "ZSCORE", "ZCARD", "SCAN"})
+
+
+def topology() -> str:
+    """``"cluster"``, ``"sentinel"`` or ``"single"``, from the settings."""
+    if conf.CLUSTER_NODES:
+        return "cluster"
+    if conf.SENTINELS:
+        return "sentinel"
+    return "single"
+
+
+def parse_address(address: Any) -> tuple[str, int]:
+    """``"host:port"``, ``"[v6addr]:port"`` or ``(host, port)`` as ``(host, port)``.
+
+    Raises ``ValueError`` on anything else (the system checks report it).
+    """
+    if isinstance(address, (tuple, list)) and len(address) == 2:
+        host, port = address
+    elif isinstance(address, str):
+        host, sep, port = address.rpartition(":")
+        if not sep:
+            raise ValueError(f"{address!r} is not host:port")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+    else:
+        raise ValueError(f"{address!r} is neither 'host:port' nor a (host, port) pair")
+    port = int(port)
+    if not isinstance(host, str) or not host or not 0 < port < 65536:
+        raise ValueError(f"{address!r} is not a valid host and port")
+    return host, port
+
+
+# redis-py before 6 recurses without end (RecursionError) when a server drops a connection right
+# after accepting it (a TLS server refusing the client's certificate): the health check's PING
+# reconnects, and the reconnection's first command checks health again. Check health on 6+ only.
+_REDIS_6 = int(redis.__version__.split(".")[0]) >= 6
+_HEALTH_CHECKS = _REDIS_6
+
+
 #: The settings that pick a client, as last read; None after a setting changed. Reading them
-#: costs five settings look-ups (10 us, most of them for settings left at their default), which
+#: costs a dozen settings look-ups (most of them for settings left at their default), which
 #: every Redis call would otherwise pay; ``setting_changed`` (override_settings) clears it.
 _current_key: tuple[Any, ...] | None = None
 
@@ -80,9 +149,15 @@ def _config_key() -> tuple[Any, ...]:
     global _current_key
     key = _current_key
     if key is None:
+        tls = conf.TLS
         key = _current_key = (
             conf.URL,
             conf.CACHE_ALIAS,
+            repr(conf.SENTINELS),
+            conf.SENTINEL_SERVICE,
+            repr(sorted(conf.SENTINEL_OPTIONS.items())),
+            repr(conf.CLUSTER_NODES),
+            None if tls is None else repr(sorted(tls.items())),
             conf.CONNECT_TIMEOUT,
             conf.SOCKET_TIMEOUT,
             conf.RETRIES,
@@ -99,12 +174,25 @@ def _forget_config(**kwargs: Any) -> None:
 setting_changed.connect(_forget_config, dispatch_uid="django_redisstore.connection")
 
 
+def _tls_options() -> dict[str, Any]:
+    """``REDISSTORE_TLS`` under redis-py's names (without ``ssl``: callers add it if needed)."""
+    options: dict[str, Any] = {}
+    for key, value in (conf.TLS or {}).items():
+        if key not in TLS_OPTIONS:
+            raise ImproperlyConfigured(
+                f"REDISSTORE_TLS has an unknown key {key!r} (known: {', '.join(TLS_OPTIONS)})"
+            )
+        options[TLS_OPTIONS[key]] = value
+    return options
+
+
 def _client_options() -> dict[str, Any]:
     options: dict[str, Any] = {
         "socket_connect_timeout": conf.CONNECT_TIMEOUT,
         "socket_timeout": conf.SOCKET_TIMEOUT,
-        "health_check_interval": 30,
+        "health_check_interval": 30 if _HEALTH_CHECKS else 0,
     }
+    options.update(_tls_options())
     options.update(conf.CONNECTION_OPTIONS)
     return options
 
@@ -137,20 +225,77 @@ def _cache_client(alias: str) -> redis.Redis:
     return get_client(write=True)  # type: ignore[no-any-return]
 
 
-def _new_client() -> redis.Redis:
+def _url() -> str:
+    url = conf.URL
+    assert url is not None
+    if conf.TLS is not None and not url.startswith("rediss://"):
+        raise ImproperlyConfigured("REDISSTORE_TLS is set but REDISSTORE_URL is not rediss://")
+    return url
+
+
+def _cluster_options(module: Any, client_module: Any) -> dict[str, Any]:
+    options = _client_options()
+    options.pop("health_check_interval")  # the sync RedisCluster does not take it
+    if conf.TLS is not None:
+        options["ssl"] = True
+    nodes = [module.ClusterNode(*parse_address(a)) for a in conf.CLUSTER_NODES or ()]
+    return {"startup_nodes": nodes, "retry": _retry(client_module), **options}
+
+
+def _sentinel(module: Any, client_module: Any) -> Any:
+    """A ``Sentinel`` manager: TLS and timeouts apply to the Sentinels too, unless
+    ``REDISSTORE_SENTINEL_OPTIONS`` says otherwise (``{"ssl": False}``, a password...)."""
+    sentinel_options: dict[str, Any] = {
+        "socket_connect_timeout": conf.CONNECT_TIMEOUT,
+        "socket_timeout": conf.SOCKET_TIMEOUT,
+        "retry": _retry(client_module),  # redis-py's default backs off for seconds
+    }
+    if conf.TLS is not None:
+        sentinel_options.update(ssl=True, **_tls_options())
+    sentinel_options.update(conf.SENTINEL_OPTIONS)
+    options = _client_options()
+    if conf.TLS is not None:
+        options["ssl"] = True
+    addresses = [parse_address(a) for a in conf.SENTINELS or ()]
+    return module.Sentinel(addresses, sentinel_kwargs=sentinel_options, **options)
+
+
+def _service() -> str:
+    if not conf.SENTINEL_SERVICE:
+        raise ImproperlyConfigured(
+            "REDISSTORE_SENTINELS is set without REDISSTORE_SENTINEL_SERVICE"
+        )
+    return conf.SENTINEL_SERVICE
+
+
+def _new_client() -> Any:
+    kind = topology()
+    if kind == "cluster":
+        return redis.cluster.RedisCluster(**_cluster_options(redis.cluster, redis))
+    if kind == "sentinel":
+        return _sentinel(redis.sentinel, redis).master_for(_service(), retry=_retry(redis))
     if conf.URL:
-        return redis.Redis.from_url(conf.URL, retry=_retry(redis), **_client_options())
+        return redis.Redis.from_url(_url(), retry=_retry(redis), **_client_options())
     if conf.CACHE_ALIAS:
         return _cache_client(conf.CACHE_ALIAS)
     raise ImproperlyConfigured(
-        "django_redisstore needs a Redis connection: set REDISSTORE_URL or REDISSTORE_CACHE_ALIAS"
+        "django_redisstore needs a Redis connection: set REDISSTORE_URL, REDISSTORE_CACHE_ALIAS, "
+        "REDISSTORE_SENTINELS or REDISSTORE_CLUSTER_NODES"
     )
 
 
-def _new_async_client() -> redis.asyncio.Redis:
+def _new_async_client() -> Any:
+    kind = topology()
+    if kind == "cluster":
+        return redis.asyncio.cluster.RedisCluster(
+            **_cluster_options(redis.asyncio.cluster, redis.asyncio)
+        )
+    if kind == "sentinel":
+        sentinel = _sentinel(redis.asyncio.sentinel, redis.asyncio)
+        return sentinel.master_for(_service(), retry=_retry(redis.asyncio))
     if conf.URL:
         return redis.asyncio.Redis.from_url(
-            conf.URL, retry=_retry(redis.asyncio), **_client_options()
+            _url(), retry=_retry(redis.asyncio), **_client_options()
         )
     # Borrow the address and options of the sync client (django-redis has no async pool).
     pool = get_client().connection_pool
@@ -166,19 +311,23 @@ def _new_async_client() -> redis.asyncio.Redis:
     return redis.asyncio.Redis(connection_pool=async_pool, retry=_retry(redis.asyncio))
 
 
-def get_client() -> redis.Redis:
-    """The process-wide sync client for the current settings."""
+def get_client() -> Any:
+    """The process-wide sync client for the current settings: a ``redis.Redis`` (one server,
+    or the primary of a Sentinel service) or a ``redis.cluster.RedisCluster``."""
     key = _config_key()
     client = _clients.get(key)
     if client is None:
         with _lock:
             client = _clients.get(key)
             if client is None:
-                client = _clients[key] = _new_client()
+                try:
+                    client = _clients[key] = _new_client()
+                except _ERRORS as e:  # RedisCluster connects as it is made
+                    raise _translate(None, e) from e
     return client
 
 
-def get_async_client() -> redis.asyncio.Redis:
+def get_async_client() -> Any:
     """The async client for the current settings and the running event loop."""
     loop = asyncio.get_running_loop()
     key = _config_key()
@@ -189,44 +338,96 @@ def get_async_client() -> redis.asyncio.Redis:
     return client
 
 
+_SENTINEL_POOLS = (
+    redis.sentinel.SentinelConnectionPool,
+    redis.asyncio.sentinel.SentinelConnectionPool,
+)
+
+
 def reset() -> None:
     """Forget every client (tests call this when they point the settings at another server)."""
     with _lock:
         for client in _clients.values():
-            client.connection_pool.disconnect()
+            if isinstance(client, redis.cluster.RedisCluster):
+                client.close()
+            else:
+                client.connection_pool.disconnect()
+            for sentinel in _sentinels_of(client):
+                sentinel.close()
         _clients.clear()
     _async_clients.clear()
     _forget_config()
 
 
 async def aclose() -> None:
-    """Close the async clients of the running event loop.
+    """Close and forget the async clients of the running event loop.
 
     Async clients belong to one event loop and cannot outlive it: call this before a loop ends
     (ASGI lifespan shutdown, the end of ``asyncio.run``), or its sockets are left for the
     garbage collector to find open.
     """
-    per_loop = _async_clients.pop(asyncio.get_running_loop(), {})
-    for client in per_loop.values():
+    clients = _async_clients.pop(asyncio.get_running_loop(), {})
+    for client in clients.values():
         await client.aclose()
-        await client.connection_pool.disconnect()
+        pool = getattr(client, "connection_pool", None)  # a cluster client has none
+        if pool is not None:
+            await pool.disconnect()  # a pool the client was given is not closed with it
+        for sentinel in _sentinels_of(client):
+            await sentinel.aclose()
 
 
-def describe(client: redis.Redis | redis.asyncio.Redis) -> str:
-    """Where ``client`` connects to, for error messages: never a password."""
-    kwargs = client.connection_pool.connection_kwargs
+def _sentinels_of(client: Any) -> list[Any]:
+    """The clients of the Sentinels behind ``client`` (they hold connections of their own)."""
+    pool = getattr(client, "connection_pool", None)
+    return list(pool.sentinel_manager.sentinels) if isinstance(pool, _SENTINEL_POOLS) else []
+
+
+def describe(client: Any) -> str:
+    """Where ``client`` connects to, for error messages: never a password.
+
+    ``None`` describes the cluster that the settings name (before its client exists).
+    """
+    if client is None:
+        return "Redis Cluster (start nodes " + ", ".join(map(str, conf.CLUSTER_NODES or ())) + ")"
+    if _is_cluster(client):
+        return "Redis Cluster (start nodes " + ", ".join(client.nodes_manager.startup_nodes) + ")"
+    pool = client.connection_pool
+    if isinstance(pool, _SENTINEL_POOLS):
+        primary = pool.master_address
+        sentinels = ", ".join(
+            "{host}:{port}".format(**s.connection_pool.connection_kwargs)
+            for s in pool.sentinel_manager.sentinels
+        )
+        where = "{}:{}".format(*primary) if primary else "not known yet"
+        return f"Sentinel service {pool.service_name!r} (primary {where}; sentinels {sentinels})"
+    kwargs = pool.connection_kwargs
     if kwargs.get("path"):
         return f"unix:{kwargs['path']}"
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
 #: Answers meaning "this server cannot take the command now" (full under noeviction, a replica
-#: after a failover, a cluster re-sharding): an outage for the request, like a dropped link.
-_UNAVAILABLE = (OutOfMemoryError, ReadOnlyError, ClusterDownError, TryAgainError)
+#: after a failover, a cluster re-sharding or a slot without a primary for a moment): an outage
+#: for the request, like a dropped link.
+_UNAVAILABLE = (
+    OutOfMemoryError,
+    ReadOnlyError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
+_UNREACHABLE = (redis.ConnectionError, RedisTimeoutError)
 
 
-def _translate(client: Any, error: RedisError) -> RedisStoreError:
-    if isinstance(error, (redis.ConnectionError, RedisTimeoutError)):
+def _unreachable(error: Exception) -> bool:
+    if isinstance(error, _UNREACHABLE):
+        return True
+    # RedisCluster reports "no start node answers" as a bare RedisClusterException.
+    return isinstance(error, RedisClusterException) and isinstance(error.__cause__, _UNREACHABLE)
+
+
+def _translate(client: Any, error: Exception) -> RedisStoreError:
+    if _unreachable(error):
         kind = "timed out" if isinstance(error, RedisTimeoutError) else "is unreachable"
         return ConnectionInterrupted(f"Redis at {describe(client)} {kind}: {error}")
     if isinstance(error, _UNAVAILABLE):
@@ -237,56 +438,132 @@ def _translate(client: Any, error: RedisError) -> RedisStoreError:
 
 def _check(client: Any, results: list[Any]) -> list[Any]:
     for result in results:
-        if isinstance(result, RedisError):
+        if isinstance(result, _ERRORS):
             raise _translate(client, result) from result
     return results
 
 
-def execute(client: redis.Redis, calls: Sequence[Call]) -> list[Any]:
+def _key_of(call: Call) -> Any:
+    return call.args[3] if call.script is not None else call.args[1]
+
+
+def _first_write(calls: Sequence[Call]) -> Call | None:
+    for call in calls:
+        if call.script is LOAD_SLIDING or str(call.args[0]).upper() in _READS:
+            continue
+        return call
+    return None
+
+
+def _wait_for(client: Any, calls: Sequence[Call]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The ``WAIT`` that follows ``calls`` when they write and ``REDISSTORE_WAIT_REPLICAS`` asks
+    for it, as (args, options); ``((), {})`` otherwise.
+
+    ``WAIT`` counts the replicas that have every write made so far *on its connection*, so it
+    travels in the same pipeline, to the primary of the first write's key (on a cluster the
+    pipeline has one connection per primary): that is the session's own record.
+    """
+    replicas = conf.WAIT_REPLICAS
+    write = _first_write(calls) if replicas > 0 else None
+    if write is None:
+        return (), {}
+    args = ("WAIT", replicas, max(1, round(conf.WAIT_TIMEOUT * 1000)))
+    if _is_cluster(client):
+        return args, {"target_nodes": client.get_node_from_key(_key_of(write))}
+    return args, {}
+
+
+def _report_wait(acknowledged: Any, calls: Sequence[Call]) -> None:
+    wanted = conf.WAIT_REPLICAS
+    if isinstance(acknowledged, int) and acknowledged < wanted:
+        write = _first_write(calls)
+        logger.warning(
+            "Only %d of %d replicas acknowledged the write to %s within %.3f s: "
+            "a failover now could lose it",
+            acknowledged,
+            wanted,
+            _key_of(write) if write else "?",
+            conf.WAIT_TIMEOUT,
+        )
+
+
+def _pipeline(
+    client: Any, calls: Sequence[Call], wait: tuple[Any, ...], wait_options: dict[str, Any]
+) -> Any:
+    pipe = client.pipeline(transaction=False)
+    for call in calls:
+        pipe.execute_command(*call.args)
+    if wait:
+        pipe.execute_command(*wait, **wait_options)
+    return pipe
+
+
+def _unknown_scripts(calls: Sequence[Call], results: list[Any]) -> list[int]:
+    """Where the server answered NOSCRIPT (a restart, a failover, a new node): those calls are
+    sent again as EVAL, in a second pipeline that carries its own WAIT."""
+    return [i for i, call in enumerate(calls) if isinstance(results[i], NoScriptError)]
+
+
+def execute(client: Any, calls: Sequence[Call]) -> list[Any]:
     """Send ``calls`` in one round trip and return their replies, in order."""
     try:
-        if len(calls) == 1:
+        wait, wait_options = _wait_for(client, calls)
+        if len(calls) == 1 and not wait:
             results = [_run_one(client, calls[0])]
         else:
-            pipe = client.pipeline(transaction=False)
-            for call in calls:
-                pipe.execute_command(*call.args)
-            results = pipe.execute(raise_on_error=False)
-            for i, result in enumerate(results):
-                if isinstance(result, NoScriptError):
-                    results[i] = client.execute_command(*calls[i].as_eval())
-    except RedisError as e:
+            results = _pipeline(client, calls, wait, wait_options).execute(raise_on_error=False)
+            if again := _unknown_scripts(calls, results):
+                evals = [Call(calls[i].as_eval()) for i in again]
+                pipe = _pipeline(client, evals, wait, wait_options)
+                replies = pipe.execute(raise_on_error=False)
+                for i, reply in zip(again, replies, strict=False):
+                    results[i] = reply
+                if wait:
+                    results[-1] = replies[-1]
+    except _ERRORS as e:
         raise _translate(client, e) from e
-    return _check(client, results)
+    _check(client, results)
+    if wait:
+        _report_wait(results.pop(), calls)
+    return results
 
 
-def _run_one(client: redis.Redis, call: Call) -> Any:
+def _run_one(client: Any, call: Call) -> Any:
     try:
         return client.execute_command(*call.args)
     except NoScriptError:
         return client.execute_command(*call.as_eval())
 
 
-async def aexecute(client: redis.asyncio.Redis, calls: Sequence[Call]) -> list[Any]:
+async def aexecute(client: Any, calls: Sequence[Call]) -> list[Any]:
     """The async twin of ``execute``."""
     try:
-        if len(calls) == 1:
+        if conf.WAIT_REPLICAS > 0 and isinstance(client, redis.asyncio.cluster.RedisCluster):
+            await client.initialize()  # the slot map, to route the WAIT (a no-op once known)
+        wait, wait_options = _wait_for(client, calls)
+        if len(calls) == 1 and not wait:
             call = calls[0]
             try:
                 results = [await client.execute_command(*call.args)]
             except NoScriptError:
                 results = [await client.execute_command(*call.as_eval())]
         else:
-            pipe = client.pipeline(transaction=False)
-            for call in calls:
-                pipe.execute_command(*call.args)
+            pipe = _pipeline(client, calls, wait, wait_options)
             results = await pipe.execute(raise_on_error=False)
-            for i, result in enumerate(results):
-                if isinstance(result, NoScriptError):
-                    results[i] = await client.execute_command(*calls[i].as_eval())
-    except RedisError as e:
+            if again := _unknown_scripts(calls, results):
+                evals = [Call(calls[i].as_eval()) for i in again]
+                pipe = _pipeline(client, evals, wait, wait_options)
+                replies = await pipe.execute(raise_on_error=False)
+                for i, reply in zip(again, replies, strict=False):
+                    results[i] = reply
+                if wait:
+                    results[-1] = replies[-1]
+    except _ERRORS as e:
         raise _translate(client, e) from e
-    return _check(client, results)
+    _check(client, results)
+    if wait:
+        _report_wait(results.pop(), calls)
+    return results
 
 
 # Drivers of flows -----------------------------------------------------------------------------
@@ -412,7 +689,7 @@ def scan_batches(client: redis.Redis, match: str, count: int = 1000) -> Iterator
                 yield Scanned(node, names, (done + scan_progress(cursor)) / len(nodes))
                 if not cursor:
                     break
-    except RedisError as e:
+    except _ERRORS as e:
         raise _translate(client, e) from e
 
 
@@ -444,7 +721,7 @@ async def ascan_batches(
             yield Scanned(client, found, scan_progress(cursor))  # type: ignore[arg-type]
             if not cursor:
                 break
-    except RedisError as e:
+    except _ERRORS as e:
         raise _translate(client, e) from e
 
 
@@ -479,7 +756,8 @@ def execute_packed(client: Any, packed: bytes, count: int) -> list[Any]:
     if not count:
         return []
     pool = client.connection_pool
-    connection = pool.get_connection()
+    # redis-py before 6 requires a command name here; 6 and later deprecate passing one.
+    connection = pool.get_connection() if _REDIS_6 else pool.get_connection("PING")
     try:
         connection.send_packed_command([packed])
         read = connection.read_response

@@ -1,16 +1,26 @@
 """Names of the Redis keys this package writes, and the secrets they are derived from.
 
 Two kinds of key, each touched by single-key commands only, so no command ever spans two hash
-slots on Redis Cluster:
+slots on Redis Cluster, and no key name carries a hash tag (``{...}``):
 
 ``<prefix>:s:<id>``
     One session: a string (see ``codec``). ``<id>`` is a keyed hash of the session key (the cookie
     value), so a Redis dump, a replica or ``MONITOR`` output hands out no usable cookie. Each
-    session hashes to its own slot: sessions spread evenly over the primaries of a cluster.
+    session hashes to its own slot: sessions spread evenly over the primaries of a cluster, and a
+    resharding moves them one by one (a request meets at most a redirection, which redis-py
+    follows). Nothing ever needs a session together with another key atomically: its whole state
+    is this one string, changed by one script (``scripts.SAVE``) or one ``SET``.
 ``<prefix>:u:<user id>``
     The per-user index: a sorted set of session ids, scored by a time after which the session is
-    certainly gone. It lives in its own slot, apart from the sessions it lists: the engine keeps it
-    with separate single-key commands, sent in the same pipeline as the session's own.
+    certainly gone. It lives in its own slot, apart from the sessions it lists, on purpose: a hash
+    tag putting a user's sessions and index in one slot would pile a busy user onto one primary,
+    and would buy nothing, since the index may be stale anyway (readers validate each entry). The
+    engine keeps it with separate single-key commands, sent in the same non-transactional
+    pipeline as the session's own (redis-py's ``ClusterPipeline`` sends each primary its share).
+
+Why not a hash tag in ``REDISSTORE_KEY_PREFIX``: ``{app}:s:...`` would hash every key of the site
+by ``app``, one slot on one primary (check ``django_redisstore.W030`` says so). Scans (``sessions
+inspect``/``purge``) visit every primary in turn: ``connection.scan_iter``.
 """
 
 from __future__ import annotations

@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -135,3 +137,318 @@ class RedisServer:
 def stop_all(servers: Iterable[RedisServer]) -> None:
     for server in servers:
         server.stop()
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``condition`` until it returns something true; ``what`` names it in the error."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = condition()
+        except redis.RedisError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def cluster_info(client: redis.Redis) -> dict[str, str]:
+    reply = client.execute_command("CLUSTER", "INFO").decode()
+    return dict(line.split(":", 1) for line in reply.split() if ":" in line)
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            port = random.randrange(20000, 55535)
+            try:
+                sock.bind(("127.0.0.1", port))
+                with socket.socket() as bus:
+                    bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("found no free port pair for a cluster node")
+
+
+class Cluster:
+    """A Redis Cluster on loopback: ``primaries`` primaries with one replica each.
+
+    Built with the cluster protocol itself (CLUSTER ADDSLOTSRANGE, MEET, REPLICATE), so no
+    ``redis-cli`` is needed; ``move_slots`` reshards the way ``redis-cli --cluster reshard`` does
+    (SETSLOT IMPORTING/MIGRATING, MIGRATE key batches, SETSLOT NODE).
+    """
+
+    def __init__(self, primaries: int = 3, password: str | None = None) -> None:
+        self.password = password
+        auth = ("--masterauth", password) if password else ()  # requirepass: RedisServer
+        self.servers = [
+            RedisServer(
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "2000",
+                "--repl-diskless-sync-delay", "0",
+                *auth,
+                port=cluster_port(),
+                password=password,
+            )
+            for _ in range(2 * primaries)
+        ]  # fmt: skip
+        self.primaries = self.servers[:primaries]
+        self.replicas = self.servers[primaries:]
+
+    @property
+    def start_nodes(self) -> list[str]:
+        return [f"127.0.0.1:{server.port}" for server in self.primaries[:2]]
+
+    def node_id(self, server: RedisServer) -> str:
+        with server.client() as client:
+            return str(client.execute_command("CLUSTER", "MYID").decode())
+
+    def start(self) -> Cluster:
+        try:
+            for server in self.servers:
+                server.start()
+            slots = 16384
+            share = slots // len(self.primaries)
+            for i, server in enumerate(self.primaries):
+                last = slots - 1 if i == len(self.primaries) - 1 else (i + 1) * share - 1
+                with server.client() as client:
+                    client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * share, last)
+            for server in self.servers[1:]:
+                with server.client() as client:
+                    client.execute_command("CLUSTER", "MEET", "127.0.0.1", self.servers[0].port)
+            for server in self.servers:
+                wait_until(lambda s=server: self._known_nodes(s) == len(self.servers), 10, "MEET")
+            for primary, replica in zip(self.primaries, self.replicas, strict=True):
+                primary_id = self.node_id(primary)
+                with replica.client() as client:
+                    # The replica learns the primary from gossip; REPLICATE fails until it has.
+                    wait_until(
+                        lambda c=client, p=primary_id: c.execute_command(
+                            "CLUSTER", "REPLICATE", p
+                        ),
+                        10,
+                        "CLUSTER REPLICATE",
+                    )
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _known_nodes(self, server: RedisServer) -> int:
+        with server.client() as client:
+            return int(cluster_info(client).get("cluster_known_nodes", 0))
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        """Every node sees the cluster OK, and every replica is in sync with its primary."""
+
+        def healthy() -> bool:
+            for server in self.servers:
+                with server.client() as client:
+                    if cluster_info(client).get("cluster_state") != "ok":
+                        return False
+            for server in self.replicas:
+                with server.client() as client:
+                    if client.info("replication").get("master_link_status") != "up":
+                        return False
+            return True
+
+        wait_until(healthy, timeout, "a healthy cluster")
+
+    def move_slots(self, slots: Iterable[int], source: RedisServer, target: RedisServer) -> int:
+        """Move ``slots`` (with their keys) from ``source`` to ``target``; returns keys moved."""
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        auth = ("AUTH", self.password) if self.password else ()
+        moved = 0
+        with source.client() as src, target.client() as dst:
+            others = [s.client() for s in self.primaries if s not in (source, target)]
+            try:
+                for slot in slots:
+                    dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+                    src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+                    while True:  # a key at a time: traffic sees slots half moved (ASK)
+                        keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1)
+                        if not keys:
+                            break
+                        src.execute_command(
+                            "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, *auth, "KEYS", *keys
+                        )
+                        moved += len(keys)
+                    for client in (dst, src, *others):
+                        client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+            finally:
+                for client in others:
+                    client.close()
+        return moved
+
+    def slots_of(self, server: RedisServer) -> list[int]:
+        with server.client() as client:
+            node_id = self.node_id(server)
+            slots: list[int] = []
+            for line in client.execute_command("CLUSTER", "NODES").decode().splitlines():
+                fields = line.split()
+                if fields[0] != node_id:
+                    continue
+                for part in fields[8:]:
+                    if part.startswith("["):
+                        continue
+                    first, _, last = part.partition("-")
+                    slots.extend(range(int(first), int(last or first) + 1))
+            return slots
+
+    def stop(self) -> None:
+        stop_all(self.servers)
+
+
+class SentinelGroup:
+    """A primary, one replica and three Sentinels (quorum 2) on loopback, with fast failover
+    settings: down after 1 s, failover timeout 3 s. Both the data servers and the Sentinels
+    require a password (each its own)."""
+
+    service = "redisstore-test"
+
+    def __init__(self, password: str = "data-secret", sentinel_password: str = "s-secret") -> None:
+        self.password = password
+        self.sentinel_password = sentinel_password
+        auth = ("--masterauth", password, "--repl-diskless-sync-delay", "0")
+        self.primary = RedisServer(*auth, password=password)
+        self.replica = RedisServer(
+            *auth, "--replicaof", "127.0.0.1", str(self.primary.port), password=password
+        )
+        self.sentinels = [SentinelServer(self) for _ in range(3)]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels]
+
+    def start(self) -> SentinelGroup:
+        try:
+            self.primary.start()
+            self.replica.start()
+            for sentinel in self.sentinels:
+                sentinel.start()
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def primary_address(self) -> tuple[str, int]:
+        with self.sentinels[0].client() as client:
+            reply = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+            host, port = reply
+            return host.decode(), int(port)
+
+    def server_at(self, port: int) -> RedisServer:
+        return next(s for s in (self.primary, self.replica) if s.port == port)
+
+    def wait_healthy(self, timeout: float = 20.0) -> None:
+        """The replica is in sync, and every Sentinel knows the replica and both other Sentinels
+        (a failover needs a majority of the Sentinels that each one knows)."""
+
+        def healthy() -> bool:
+            with self.replica.client() as client:
+                if client.info("replication").get("master_link_status") != "up":
+                    return False
+            for sentinel in self.sentinels:
+                with sentinel.client() as client:
+                    known = client.execute_command("SENTINEL", "SENTINELS", self.service)
+                    replicas = client.execute_command("SENTINEL", "REPLICAS", self.service)
+                    if len(known) < 2 or len(replicas) < 1:
+                        return False
+            return True
+
+        wait_until(healthy, timeout, "a healthy Sentinel group")
+
+    def stop(self) -> None:
+        stop_all([*self.sentinels, self.replica, self.primary])
+
+
+class SentinelServer(RedisServer):
+    """``redis-server --sentinel`` with a config file of its own (Sentinel rewrites it)."""
+
+    def __init__(self, group: SentinelGroup) -> None:
+        super().__init__(password=group.sentinel_password)
+        self.config = self.directory / "sentinel.conf"
+        self.config.write_text(
+            f"port {self.port}\n"
+            "bind 127.0.0.1\n"
+            f"dir {self.directory}\n"
+            "logfile redis.log\n"
+            f"requirepass {group.sentinel_password}\n"
+            f"sentinel sentinel-pass {group.sentinel_password}\n"
+            f"sentinel monitor {group.service} 127.0.0.1 {group.primary.port} 2\n"
+            f"sentinel auth-pass {group.service} {group.password}\n"
+            f"sentinel down-after-milliseconds {group.service} 1000\n"
+            f"sentinel failover-timeout {group.service} 3000\n"
+        )
+
+    def command_line(self) -> list[str]:
+        return [server_binary(), str(self.config), "--sentinel"]
+
+
+class TLSServer(RedisServer):
+    """A Redis server that speaks TLS only and requires a client certificate.
+
+    Its certificate authority, server certificate (for 127.0.0.1 and localhost) and client
+    certificate are made here with the ``openssl`` command line tool.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.certificates = make_certificates(self.directory)
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/0"
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        kwargs.setdefault("ssl", True)
+        kwargs.setdefault("ssl_ca_certs", str(self.certificates["ca_file"]))
+        kwargs.setdefault("ssl_certfile", str(self.certificates["cert_file"]))
+        kwargs.setdefault("ssl_keyfile", str(self.certificates["key_file"]))
+        return super().client(**kwargs)
+
+    def command_line(self) -> list[str]:
+        files = self.certificates
+        return [
+            *super().command_line(),
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(files["server_cert"]),
+            "--tls-key-file", str(files["server_key"]),
+            "--tls-ca-cert-file", str(files["ca_file"]),
+            "--tls-auth-clients", "yes",
+        ]  # fmt: skip
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A throwaway CA, and a server and a client certificate that it signs (EC P-256, 2 days)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("The TLS tests need the openssl tool (apt-get install openssl)")
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
+
+    run("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=redisstore test CA")  # fmt: skip
+    (directory / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, extension in (("server", ["-extfile", "server.ext"]), ("client", [])):
+        run("req", "-new", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN=redisstore test {name}")  # fmt: skip
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", *extension)  # fmt: skip
+    return {
+        "ca_file": directory / "ca.crt",
+        "cert_file": directory / "client.crt",
+        "key_file": directory / "client.key",
+        "server_cert": directory / "server.crt",
+        "server_key": directory / "server.key",
+    }

@@ -1,0 +1,87 @@
+"""The engine over TLS: a server that speaks TLS only and requires a client certificate, all
+signed by a certificate authority that the test makes (``redis_servers.make_certificates``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.core.exceptions import ImproperlyConfigured
+
+from django_redisstore import connection
+from django_redisstore.exceptions import ConnectionInterrupted
+from django_redisstore.session import SessionStore
+
+from .contract import Contract
+from .redis_servers import TLSServer, make_certificates
+
+
+@pytest.fixture(scope="session")
+def tls_server() -> Iterator[TLSServer]:
+    server = TLSServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def tls_settings(server: TLSServer) -> dict[str, str]:
+    files = server.certificates
+    return {key: str(files[key]) for key in ("ca_file", "cert_file", "key_file")}
+
+
+@pytest.fixture(autouse=True)
+def on_tls(settings: Any, redisstore: str, tls_server: TLSServer) -> Iterator[None]:
+    settings.REDISSTORE_URL = tls_server.url
+    settings.REDISSTORE_TLS = tls_settings(tls_server)
+    connection.reset()
+    yield
+    connection.reset()
+    with tls_server.client() as client:
+        found = list(client.scan_iter(f"{redisstore}:*"))
+        if found:
+            client.delete(*found)
+
+
+class TestTLSContract(Contract):
+    @pytest.fixture(autouse=True)
+    def _raw_client(self, tls_server: TLSServer) -> Iterator[None]:
+        self.redis = tls_server.client()
+        yield
+        self.redis.close()
+
+
+def test_the_engine_works_where_plain_connections_cannot(tls_server: TLSServer) -> None:
+    session = SessionStore()
+    session["a"] = 1
+    session.save()  # through TLS: the server has no plain-text port
+    assert SessionStore(session.session_key)["a"] == 1
+    plain = redis.Redis(host="127.0.0.1", port=tls_server.port, socket_timeout=1)
+    with pytest.raises(redis.ConnectionError):
+        plain.ping()
+    plain.close()
+
+
+def test_without_a_client_certificate_the_server_refuses(
+    settings: Any, tls_server: TLSServer
+) -> None:
+    settings.REDISSTORE_TLS = {"ca_file": str(tls_server.certificates["ca_file"])}
+    with pytest.raises(ConnectionInterrupted, match=f"127.0.0.1:{tls_server.port}"):
+        SessionStore("abcdefghijklmnopqrstuvwxyz012345").load()
+
+
+def test_a_server_certificate_from_another_authority_is_refused(
+    settings: Any, tls_server: TLSServer, tmp_path: Any
+) -> None:
+    stranger = make_certificates(tmp_path)
+    settings.REDISSTORE_TLS = {**tls_settings(tls_server), "ca_file": str(stranger["ca_file"])}
+    with pytest.raises(ConnectionInterrupted, match="certificate verify failed"):
+        SessionStore("abcdefghijklmnopqrstuvwxyz012345").load()
+
+
+def test_a_plain_url_with_tls_settings_is_refused(settings: Any, tls_server: TLSServer) -> None:
+    settings.REDISSTORE_URL = f"redis://127.0.0.1:{tls_server.port}/0"
+    with pytest.raises(ImproperlyConfigured, match="REDISSTORE_URL is not rediss"):
+        SessionStore("abcdefghijklmnopqrstuvwxyz012345").load()
