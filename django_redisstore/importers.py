@@ -173,8 +173,8 @@ def _from_cache(alias: str, progress: Progress | None, result: ImportResult) -> 
 
 def _from_redis_sessions(progress: Progress | None, result: ImportResult) -> Source:
     decode_signed = _signed_decoder(ENGINES["redis_sessions"])
-    from redis_sessions import settings as rs_settings  # type: ignore[import-untyped]
-    from redis_sessions.session import RedisServer  # type: ignore[import-untyped]
+    from redis_sessions import settings as rs_settings
+    from redis_sessions.session import RedisServer
 
     if rs_settings.SESSION_REDIS_POOL is not None:
         raise ImportSourceError(
