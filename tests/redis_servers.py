@@ -437,10 +437,20 @@ def make_certificates(directory: Path) -> dict[str, Path]:
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
 
+    # Python 3.13 verifies strictly (VERIFY_X509_STRICT): the CA needs its key usage and
+    # critical basic constraints, the leaves an authority key identifier and their own usages.
     run("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-        "-subj", "/CN=redisstore test CA")  # fmt: skip
-    (directory / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name, extension in (("server", ["-extfile", "server.ext"]), ("client", [])):
+        "-subj", "/CN=redisstore test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext", "subjectKeyIdentifier=hash")  # fmt: skip
+    leaf = "authorityKeyIdentifier=keyid,issuer\nkeyUsage=critical,digitalSignature\n"
+    (directory / "server.ext").write_text(
+        leaf + "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+    )
+    (directory / "client.ext").write_text(leaf + "extendedKeyUsage=clientAuth\n")
+    for name in ("server", "client"):
+        extension = ["-extfile", f"{name}.ext"]
         run("req", "-new", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr",
             "-subj", f"/CN=redisstore test {name}")  # fmt: skip
         run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
