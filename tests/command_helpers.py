@@ -31,9 +31,11 @@ def sessions_json(*args: str) -> Any:
 
 
 def make_session(user_id: Any = None, **data: Any) -> SessionStore:
+    """A saved session: of ``user_id`` as ``login()`` leaves it, or anonymous without one."""
     session = SessionStore()
     if user_id is not None:
         session["_auth_user_id"] = str(user_id)
+        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
         session["_auth_user_hash"] = "secret-hash-of-the-password"
     session.update(data)
     session.save()

@@ -64,10 +64,11 @@ def redisstore(settings: Any, redis_server_url: str) -> Iterator[str]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Async tests close the engine's async clients before their event loop ends. Only they get
-    # the (async) fixture: a sync test may run an event loop of its own (Playwright does).
+    # the (async) fixture: a sync test may run an event loop of its own (Playwright does). It
+    # comes first, so that it ends last: the test's other fixtures may use the client as they end.
     for item in items:
         if inspect.iscoroutinefunction(getattr(item, "function", None)):
-            item.fixturenames.append("_close_async_clients")  # type: ignore[attr-defined]
+            item.fixturenames.insert(0, "_close_async_clients")  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -115,8 +116,7 @@ def on_cluster(
     settings.REDISSTORE_CONNECTION_OPTIONS = {"password": CLUSTER_PASSWORD}
     connection.reset()
     crossslot_before = cluster.error_count("CROSSSLOT")
-    yield
-    connection.reset()
+    yield  # the suite resets the clients once the async ones are closed
     assert cluster.error_count("CROSSSLOT") == crossslot_before, "a command spanned two hash slots"
     for step in connection.scan_batches(cluster_client, f"{redisstore}:*"):
         connection.unlink(cluster_client, step.names)

@@ -3,15 +3,10 @@ point the engine through it with short timeouts."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
-
-import pytest
-
-from django_redisstore import connection
 
 from .tcp_proxy import TcpProxy
 
@@ -34,16 +29,3 @@ def proxied(settings: Any, url: str) -> Iterator[TcpProxy]:
         settings.REDISSTORE_CONNECT_TIMEOUT = TIMEOUT
         settings.REDISSTORE_SOCKET_TIMEOUT = TIMEOUT
         yield proxy  # the suite's autouse fixture resets the engine's clients afterwards
-
-
-@pytest.fixture
-async def close_async_clients() -> AsyncIterator[None]:
-    """Close the engine's async clients of this test's event loop before the loop closes.
-
-    ``connection.reset()`` only forgets them; left open, their sockets would be reported as
-    unclosed (an error under ``filterwarnings = error``) in whichever test runs next.
-    """
-    yield
-    clients = connection._async_clients.pop(asyncio.get_running_loop(), {})
-    for client in clients.values():
-        await client.aclose()

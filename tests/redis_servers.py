@@ -17,12 +17,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio.connection
 import redis.connection
+
+R = TypeVar("R", bound="Running")
 
 
 def server_binary() -> str:
@@ -52,18 +53,17 @@ def free_port() -> int:
 class Running:
     """``with X() as x:`` starts ``x`` and stops it at the end, however the block ends."""
 
-    def start(self) -> Any:
+    def start(self) -> object:
         raise NotImplementedError
 
     def stop(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> Any:
-        return self.start()
+    def __enter__(self: R) -> R:
+        self.start()
+        return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 

@@ -23,8 +23,8 @@ from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.scripts import SAVE
 from django_redisstore.session import SessionStore
 
-from .contract import Contract, index_members, stored_name
 from .conftest import CLUSTER_PASSWORD
+from .contract import Contract, index_members, stored_name
 from .redis_servers import Cluster, RedisServer
 
 pytestmark = pytest.mark.usefixtures("on_cluster")
@@ -129,19 +129,16 @@ async def test_async_wait_replicas_waits_on_the_primary_of_the_session(
     settings: Any, cluster: Cluster, cluster_client: RedisCluster
 ) -> None:
     settings.REDISSTORE_WAIT_REPLICAS = 1
-    try:
-        session = SessionStore()
-        await session.aset("a", 1)
-        await session.asave()  # the client's first command: WAIT needs its slot map already
-        await session.aset("a", 2)
-        await session.asave()  # the first SAVE on a node may cost an EVAL fallback: a second WAIT
-        primary = primary_of(cluster, cluster_client, stored_name(session))
-        before = {s.port: command_calls(s, "wait") for s in cluster.primaries}
-        await session.aset("a", 3)
-        await session.asave()
-        after = {s.port: command_calls(s, "wait") for s in cluster.primaries}
-    finally:
-        await connection.aclose()
+    session = SessionStore()
+    await session.aset("a", 1)
+    await session.asave()  # the client's first command: WAIT needs its slot map already
+    await session.aset("a", 2)
+    await session.asave()  # the first SAVE on a node may cost an EVAL fallback: a second WAIT
+    primary = primary_of(cluster, cluster_client, stored_name(session))
+    before = {s.port: command_calls(s, "wait") for s in cluster.primaries}
+    await session.aset("a", 3)
+    await session.asave()
+    after = {s.port: command_calls(s, "wait") for s in cluster.primaries}
     assert {port: after[port] - before[port] for port in after} == {
         s.port: int(s is primary) for s in cluster.primaries
     }

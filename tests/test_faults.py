@@ -31,7 +31,7 @@ from django.test import Client
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
-from .faults import TIMEOUT, close_async_clients, proxied
+from .faults import TIMEOUT, proxied
 from .redis_servers import RedisServer
 from .tcp_proxy import FORWARD, REFUSE, STALL, TcpProxy
 
@@ -252,7 +252,6 @@ def test_killed_and_restarted_redis_loses_no_acknowledged_save(
 
 
 @needs_async_sessions
-@pytest.mark.usefixtures(close_async_clients.__name__)
 @pytest.mark.parametrize("cycles", CYCLES)
 async def test_async_killed_and_restarted_redis_loses_no_acknowledged_save(
     durable: RedisServer, cycles: int
@@ -321,7 +320,6 @@ def test_paused_redis_gives_a_timeout_error_not_a_hang(paused: Callable[[], None
 
 
 @needs_async_sessions
-@pytest.mark.usefixtures(close_async_clients.__name__)
 async def test_async_paused_redis_gives_a_timeout_error_not_a_hang(
     paused: Callable[[], None],
 ) -> None:
@@ -394,7 +392,6 @@ def test_connections_cut_mid_traffic_lose_no_acknowledged_save(
 
 
 @needs_async_sessions
-@pytest.mark.usefixtures(close_async_clients.__name__)
 @pytest.mark.parametrize("cycles", CYCLES)
 @pytest.mark.parametrize("fault", ["refused", "stalled", "cut"])
 async def test_async_proxy_faults_mid_traffic_lose_no_acknowledged_save(

@@ -22,7 +22,7 @@ from django_redisstore.exceptions import ConnectionInterrupted, SessionTooLarge
 from django_redisstore.session import SessionStore
 from django_redisstore.unavailable import PAGE
 
-from .faults import close_async_clients, proxied
+from .faults import proxied
 from .tcp_proxy import FORWARD, REFUSE, STALL, TcpProxy
 
 MIDDLEWARE_503 = [
@@ -31,10 +31,9 @@ MIDDLEWARE_503 = [
 ]
 
 
-def needs_async_sessions(test: Any) -> Any:
-    """Skip on Django < 5.1 (no async sessions), and close the async clients afterwards."""
-    skip = pytest.mark.skipif(django.VERSION < (5, 1), reason="async sessions: Django 5.1+")
-    return skip(pytest.mark.usefixtures(close_async_clients.__name__)(test))
+needs_async_sessions = pytest.mark.skipif(
+    django.VERSION < (5, 1), reason="async sessions: Django 5.1+"
+)
 
 
 @pytest.fixture

@@ -37,7 +37,6 @@ from django_redisstore import keys
 from django_redisstore.exceptions import RedisStoreError
 from django_redisstore.session import SessionStore
 
-from .faults import close_async_clients
 from .redis_servers import RedisServer
 
 #: (workers, operations per worker): the suite's size, and the soak run's. One shared session
@@ -48,15 +47,6 @@ USERS = ["1", "2", "3", "4"]
 needs_async_sessions = pytest.mark.skipif(
     django.VERSION < (5, 1), reason="async sessions arrived in Django 5.1"
 )
-
-
-@pytest.fixture(scope="module")
-def own_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -179,7 +169,6 @@ def test_threads_on_one_session_lose_no_update_and_the_last_writer_wins(
 
 
 @needs_async_sessions
-@pytest.mark.usefixtures(close_async_clients.__name__)
 @pytest.mark.parametrize("size", SIZES_ONE)
 async def test_tasks_on_one_session_lose_no_update_and_the_last_writer_wins(
     server: redis.Redis, size: tuple[int, int]
@@ -390,7 +379,6 @@ def test_threads_across_many_sessions_keep_every_invariant(
 
 
 @needs_async_sessions
-@pytest.mark.usefixtures(close_async_clients.__name__)
 @pytest.mark.parametrize("size", SIZES_MANY)
 async def test_tasks_across_many_sessions_keep_every_invariant(
     server: redis.Redis, size: tuple[int, int]
