@@ -513,8 +513,8 @@ class RoundTrips:
     @contextlib.contextmanager
     def counting(self) -> Iterator[RoundTrips]:
         """Count every packet sent inside the block (the test fixture and the benchmark)."""
-        sync_class = redis.connection.AbstractConnection
-        async_class = redis.asyncio.connection.AbstractConnection
+        sync_class: Any = redis.connection.AbstractConnection
+        async_class: Any = redis.asyncio.connection.AbstractConnection
         sync_send, async_send = sync_class.send_packed_command, async_class.send_packed_command
 
         def send(conn: Any, command: Any, check_health: bool = True) -> None:
@@ -525,10 +525,9 @@ class RoundTrips:
             self.count += 1
             await async_send(conn, command, check_health)
 
-        sync_class.send_packed_command = send  # type: ignore[method-assign]
-        async_class.send_packed_command = asend  # type: ignore[method-assign]
+        sync_class.send_packed_command, async_class.send_packed_command = send, asend
         try:
             yield self
         finally:
-            sync_class.send_packed_command = sync_send  # type: ignore[method-assign]
-            async_class.send_packed_command = async_send  # type: ignore[method-assign]
+            sync_class.send_packed_command = sync_send
+            async_class.send_packed_command = async_send

@@ -88,7 +88,9 @@ def test_broken_connections_are_redialled_a_bounded_number_of_times(
     proxy.set_mode(REFUSE)
     with pytest.raises(ConnectionInterrupted, match="unreachable"):
         SessionStore("a" * 32).load()
-    assert retries + 1 <= proxy.accepted <= (retries + 1) ** 2
+    # redis-py 5 dials a new connection outside its retry loop: a reset handshake is not redialled.
+    least = retries + 1 if redis.VERSION >= (6,) else 1
+    assert least <= proxy.accepted <= (retries + 1) ** 2
 
 
 def test_a_connection_cut_between_requests_costs_no_error(proxy: TcpProxy) -> None:
@@ -280,7 +282,9 @@ async def test_async_broken_connections_are_redialled_a_bounded_number_of_times(
     proxy.set_mode(REFUSE)
     with pytest.raises(ConnectionInterrupted, match="unreachable"):
         await SessionStore("a" * 32).aload()
-    assert retries + 1 <= proxy.accepted <= (retries + 1) ** 2
+    # redis-py 5 dials a new connection outside its retry loop: a reset handshake is not redialled.
+    least = retries + 1 if redis.VERSION >= (6,) else 1
+    assert least <= proxy.accepted <= (retries + 1) ** 2
 
 
 @needs_async_sessions

@@ -18,7 +18,7 @@ from django.test import Client
 from django_redisstore import connection, scripts
 from django_redisstore.session import SessionStore
 
-from .conftest import RoundTrips
+from .redis_servers import RoundTrips
 
 
 def warm_up() -> None:

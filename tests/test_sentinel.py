@@ -21,9 +21,8 @@ from django_redisstore import connection, keys
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
-from .conftest import RoundTrips
 from .contract import Contract, index_members, stored_name
-from .redis_servers import SentinelGroup, delete_keys, wait_until
+from .redis_servers import RoundTrips, SentinelGroup, delete_keys, wait_until
 
 #: Sentinel settings of the test topology (down after 1 s, failover timeout 3 s), plus the time
 #: a client needs to notice: the bound within which requests must work again after a kill.

@@ -14,7 +14,7 @@ from django_redisstore import codec, keys
 from django_redisstore import session as session_module
 from django_redisstore.session import SessionStore
 
-from .conftest import RoundTrips
+from .redis_servers import RoundTrips
 
 
 class Clock:
