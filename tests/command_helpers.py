@@ -1,4 +1,5 @@
-"""Helpers shared by the ``sessions`` command tests."""
+"""Helpers shared by the tests: sessions made as an app makes them, and the ``sessions``
+command run as a user runs it."""
 
 from __future__ import annotations
 
@@ -40,6 +41,13 @@ def make_session(user_id: Any = None, **data: Any) -> SessionStore:
     session.update(data)
     session.save()
     return session
+
+
+def saved_key(**data: Any) -> str:
+    """The key of a new anonymous session holding ``data``, saved."""
+    key = make_session(**data).session_key
+    assert key is not None
+    return key
 
 
 def name_of(session: SessionStore) -> str:

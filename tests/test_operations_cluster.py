@@ -1,13 +1,14 @@
 """The bulk helpers on a real three-primary Redis Cluster: every primary is walked, keys are
-handled on the node that holds them, and multi-key deletes never cross a slot."""
+handled on the node that holds them, and multi-key deletes never cross a slot.
+
+``sessions inspect``/``purge`` on the cluster: ``TestClusterContract`` (tests/contract.py)."""
 
 from __future__ import annotations
 
 import pytest
 from redis.cluster import RedisCluster
 
-from django_redisstore import connection, operations
-from django_redisstore.session import SessionStore
+from django_redisstore import connection
 
 pytestmark = pytest.mark.usefixtures("on_cluster")
 
@@ -47,21 +48,3 @@ async def test_async_scan_walks_every_primary(
 
     assert found == names
     assert connection.unlink(cluster_client, sorted(names)) == 100
-
-
-def test_walk_inspect_and_purges_on_a_cluster() -> None:
-    for user in range(20):
-        session = SessionStore()
-        session["_auth_user_id"] = str(user % 5)
-        session.save()
-    for _ in range(10):
-        session = SessionStore()
-        session["cart"] = [1]
-        session.save()
-
-    summary = operations.summarize()
-    assert (summary.total, summary.authenticated, summary.users) == (30, 20, 5)
-    assert operations.purge_matching(operations.anonymous, dry_run=False) == 10
-    assert operations.purge_user("3", dry_run=False) == 4
-    assert operations.purge_all(dry_run=False) == 16
-    assert operations.summarize().total == 0
