@@ -12,6 +12,11 @@ from .tcp_proxy import TcpProxy
 
 #: Short timeouts keep the fault tests quick; the engine's defaults are 1 s each.
 TIMEOUT = 0.3
+#: The 503 page's middleware, and one behind it that reads the session on every request.
+MIDDLEWARE_503 = [
+    "django_redisstore.unavailable.RedisUnavailableMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
 
 
 def server_address(url: str) -> tuple[str, int]:

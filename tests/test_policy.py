@@ -23,14 +23,8 @@ from django_redisstore.session import SessionStore
 from django_redisstore.unavailable import PAGE
 
 from .command_helpers import saved_key
-from .faults import proxied
+from .faults import MIDDLEWARE_503, proxied
 from .tcp_proxy import FORWARD, REFUSE, STALL, TcpProxy
-
-MIDDLEWARE_503 = [
-    "django_redisstore.unavailable.RedisUnavailableMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-]
-
 
 needs_async_sessions = pytest.mark.skipif(
     django.VERSION < (5, 1), reason="async sessions: Django 5.1+"
