@@ -48,10 +48,8 @@ sys.path.insert(0, str(ROOT))  # the engine, the test helpers and bench.site fro
 
 import redis  # noqa: E402
 import redis.asyncio  # noqa: E402
-import redis.asyncio.connection  # noqa: E402
-import redis.connection  # noqa: E402
 
-from tests.redis_servers import RedisServer  # noqa: E402
+from tests.redis_servers import RedisServer, RoundTrips  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CHART = ROOT / "docs" / "benchmark.png"
@@ -160,35 +158,6 @@ def configure_django(url: str, directory: Path) -> None:
 
 
 # Counting Redis traffic ------------------------------------------------------------------
-
-
-class PacketCounter:
-    """Counts redis-py's ``send_packed_command`` calls (one per round trip) while active."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._sync = redis.connection.AbstractConnection.send_packed_command
-        self._async = redis.asyncio.connection.AbstractConnection.send_packed_command
-
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        counter, sync_send, async_send = self, self._sync, self._async
-
-        def send(conn: Any, command: Any, check_health: bool = True) -> None:
-            counter.count += 1
-            sync_send(conn, command, check_health)
-
-        async def asend(conn: Any, command: Any, check_health: bool = True) -> None:
-            counter.count += 1
-            await async_send(conn, command, check_health)
-
-        redis.connection.AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
-        redis.asyncio.connection.AbstractConnection.send_packed_command = asend  # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            redis.connection.AbstractConnection.send_packed_command = sync_send  # type: ignore[method-assign]
-            redis.asyncio.connection.AbstractConnection.send_packed_command = async_send  # type: ignore[method-assign]
 
 
 def command_counts(admin: redis.Redis) -> dict[str, int]:
@@ -469,13 +438,13 @@ class Bench:
     def count_traffic(self, ops: int = 40) -> None:
         """Round trips and commands per operation, in a pass of its own (not timed)."""
         admin = redis.Redis.from_url(self.url)
-        counter = PacketCounter()
+        counter = RoundTrips()
         for cell in self.cells:
             with self._context(cell):
                 self._run_n(cell, 3)  # connections opened, scripts loaded
                 before = command_counts(admin)
                 counter.count = 0
-                with counter.active():
+                with counter.counting():
                     self._run_n(cell, ops)
                 cell.round_trips = counter.count / ops
                 after = command_counts(admin)

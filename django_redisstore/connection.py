@@ -192,6 +192,8 @@ def _client_options() -> dict[str, Any]:
         "socket_timeout": conf.SOCKET_TIMEOUT,
         "health_check_interval": 30 if _HEALTH_CHECKS else 0,
     }
+    if not _REDIS_6:  # redis-py 5 retries a command only on these errors, whatever ``retry`` says
+        options["retry_on_error"] = [redis.ConnectionError]
     options.update(_tls_options())
     options.update(conf.CONNECTION_OPTIONS)
     return options
@@ -236,6 +238,7 @@ def _url() -> str:
 def _cluster_options(module: Any, client_module: Any) -> dict[str, Any]:
     options = _client_options()
     options.pop("health_check_interval")  # the sync RedisCluster does not take it
+    options.pop("retry_on_error", None)  # the cluster clients retry by themselves
     if conf.TLS is not None:
         options["ssl"] = True
     nodes = [module.ClusterNode(*parse_address(a)) for a in conf.CLUSTER_NODES or ()]

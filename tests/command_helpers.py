@@ -1,4 +1,5 @@
-"""Helpers shared by the ``sessions`` command tests."""
+"""Helpers shared by the tests: sessions made as an app makes them, and the ``sessions``
+command run as a user runs it."""
 
 from __future__ import annotations
 
@@ -31,13 +32,22 @@ def sessions_json(*args: str) -> Any:
 
 
 def make_session(user_id: Any = None, **data: Any) -> SessionStore:
+    """A saved session: of ``user_id`` as ``login()`` leaves it, or anonymous without one."""
     session = SessionStore()
     if user_id is not None:
         session["_auth_user_id"] = str(user_id)
+        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
         session["_auth_user_hash"] = "secret-hash-of-the-password"
     session.update(data)
     session.save()
     return session
+
+
+def saved_key(**data: Any) -> str:
+    """The key of a new anonymous session holding ``data``, saved."""
+    key = make_session(**data).session_key
+    assert key is not None
+    return key
 
 
 def name_of(session: SessionStore) -> str:

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 import redis
-import redis.asyncio.connection
-import redis.connection
+from redis.cluster import ClusterNode, RedisCluster
 
 from django_redisstore import connection
 
-from .redis_servers import RedisServer
+from .redis_servers import Cluster, RedisServer, RoundTrips, delete_keys
 
 _prefixes = itertools.count()
+CLUSTER_PASSWORD = "cluster-secret"
 
 
 @pytest.fixture(scope="session")
@@ -29,11 +29,15 @@ def redis_server_url() -> Iterator[str]:
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    server = RedisServer().start()
-    try:
+    with RedisServer() as server:
         yield server.url
-    finally:
-        server.stop()
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[RedisServer]:
+    """A Redis server of the test module's own, for tests that reconfigure or flush it."""
+    with RedisServer() as server:
+        yield server
 
 
 @pytest.fixture
@@ -52,8 +56,7 @@ def redisstore(settings: Any, redis_server_url: str) -> Iterator[str]:
     yield prefix
     client = redis.Redis.from_url(redis_server_url)
     try:
-        for batch in _batches(client.scan_iter(f"{prefix}:*", count=1000), 500):
-            client.unlink(*batch)
+        delete_keys(client, f"{prefix}:*")
     finally:
         client.close()
         connection.reset()
@@ -61,10 +64,11 @@ def redisstore(settings: Any, redis_server_url: str) -> Iterator[str]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Async tests close the engine's async clients before their event loop ends. Only they get
-    # the (async) fixture: a sync test may run an event loop of its own (Playwright does).
+    # the (async) fixture: a sync test may run an event loop of its own (Playwright does). It
+    # comes first, so that it ends last: the test's other fixtures may use the client as they end.
     for item in items:
         if inspect.iscoroutinefunction(getattr(item, "function", None)):
-            item.fixturenames.append("_close_async_clients")  # type: ignore[attr-defined]
+            item.fixturenames.insert(0, "_close_async_clients")  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -77,42 +81,42 @@ async def _close_async_clients(redisstore: str) -> AsyncIterator[None]:
     await connection.aclose()
 
 
-def _batches(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+@pytest.fixture
+def round_trips() -> Iterator[RoundTrips]:
+    """Count every packet that a redis-py connection (sync or async) sends from now on."""
+    with RoundTrips().counting() as counter:
+        yield counter
 
 
-class RoundTrips:
-    """Counts the packets the engine writes to Redis: its round trips, as the network sees them.
+# Redis Cluster (3 primaries, 1 replica each), started once for the modules that use it --------
 
-    A pipeline is one packet, so it counts once however many commands it carries.
-    """
 
-    def __init__(self) -> None:
-        self.count = 0
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    with Cluster(password=CLUSTER_PASSWORD) as topology:
+        yield topology
 
 
 @pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> RoundTrips:
-    """Count every packet that a redis-py connection (sync or async) sends from now on."""
-    counter = RoundTrips()
-    sync_send = redis.connection.AbstractConnection.send_packed_command
-    async_send = redis.asyncio.connection.AbstractConnection.send_packed_command
+def cluster_client(cluster: Cluster) -> Iterator[RedisCluster]:
+    nodes = [ClusterNode(*connection.parse_address(a)) for a in cluster.start_nodes]
+    client = RedisCluster(startup_nodes=nodes, password=CLUSTER_PASSWORD)
+    yield client
+    client.close()
 
-    def send(self: Any, command: Any, check_health: bool = True) -> None:
-        counter.count += 1
-        sync_send(self, command, check_health)
 
-    async def asend(self: Any, command: Any, check_health: bool = True) -> None:
-        counter.count += 1
-        await async_send(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", send)
-    monkeypatch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command", asend)
-    return counter
+@pytest.fixture
+def on_cluster(
+    settings: Any, redisstore: str, cluster: Cluster, cluster_client: RedisCluster
+) -> Iterator[None]:
+    """Point the engine at the cluster (``REDISSTORE_CLUSTER_NODES``); afterwards, check that no
+    command spanned two hash slots, and delete the test's keys."""
+    settings.REDISSTORE_URL = None
+    settings.REDISSTORE_CLUSTER_NODES = cluster.start_nodes
+    settings.REDISSTORE_CONNECTION_OPTIONS = {"password": CLUSTER_PASSWORD}
+    connection.reset()
+    crossslot_before = cluster.error_count("CROSSSLOT")
+    yield  # the suite resets the clients once the async ones are closed
+    assert cluster.error_count("CROSSSLOT") == crossslot_before, "a command spanned two hash slots"
+    for step in connection.scan_batches(cluster_client, f"{redisstore}:*"):
+        connection.unlink(cluster_client, step.names)

@@ -16,7 +16,7 @@ import pytest
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import UpdateError
 
-from django_redisstore import connection, keys, operations
+from django_redisstore import keys, operations
 from django_redisstore.index import auser_sessions, end_user_sessions, user_sessions
 from django_redisstore.session import SessionStore
 
@@ -171,22 +171,19 @@ class Contract:
 
     @pytest.mark.skipif(django.VERSION < (5, 1), reason="Django's async session API is new in 5.1")
     async def test_async_contract(self) -> None:
-        try:
-            session = SessionStore()
-            await session.aset("a", 1)
-            await session.asave()
-            key = session.session_key
-            assert await SessionStore(key).aget("a") == 1
-            assert await session.aexists(key)
-            await session.aset(SESSION_KEY, "7")
-            await session.asave()
-            assert index_members(self.redis, "7") == {keys.session_id(key or "")}
-            assert [info.id for info in await auser_sessions("7")] == [keys.session_id(key or "")]
-            await session.acycle_key()
-            assert not await session.aexists(key)
-            assert await SessionStore(session.session_key).aget("a") == 1
-            await session.aflush()
-            assert index_members(self.redis, "7") == set()
-            assert not await SessionStore().aexists(session.session_key)
-        finally:
-            await connection.aclose()
+        session = SessionStore()
+        await session.aset("a", 1)
+        await session.asave()
+        key = session.session_key
+        assert await SessionStore(key).aget("a") == 1
+        assert await session.aexists(key)
+        await session.aset(SESSION_KEY, "7")
+        await session.asave()
+        assert index_members(self.redis, "7") == {keys.session_id(key or "")}
+        assert [info.id for info in await auser_sessions("7")] == [keys.session_id(key or "")]
+        await session.acycle_key()
+        assert not await session.aexists(key)
+        assert await SessionStore(session.session_key).aget("a") == 1
+        await session.aflush()
+        assert index_members(self.redis, "7") == set()
+        assert not await SessionStore().aexists(session.session_key)

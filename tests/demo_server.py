@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 import redis
 
-from .redis_servers import free_port
+from .redis_servers import delete_keys, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 USERNAME = "alice"
@@ -106,22 +106,11 @@ class DemoServer:
         return f"{self.prefix}:s:{keys.session_id(cookie_value, secret=self.secret)}"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
         if self.log is not None:
             self.log.close()
             self.log = None
         shutil.rmtree(self.directory, ignore_errors=True)
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            names = list(client.scan_iter(f"{self.prefix}:*", count=1000))
-            if names:
-                client.unlink(*names)
-        finally:
-            client.close()
+        with redis.Redis.from_url(self.redis_url) as client:
+            delete_keys(client, f"{self.prefix}:*")

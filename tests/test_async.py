@@ -43,15 +43,13 @@ def use_tz(request: pytest.FixtureRequest, settings: Any) -> bool:
 
 @pytest.fixture(autouse=True)
 async def async_only(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
-    """Forbid the sync client; close this loop's async client when the test ends."""
+    """Forbid the sync client (the suite closes the async client when the test ends)."""
 
     def forbidden() -> redis.Redis:
         raise SyncClientUsed("the async API used the sync Redis client")
 
     monkeypatch.setattr(connection, "get_client", forbidden)
     yield
-    monkeypatch.undo()
-    await connection.get_async_client().aclose()
 
 
 @pytest.fixture

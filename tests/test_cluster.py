@@ -10,71 +10,24 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import django
 import pytest
 import redis
 from django.contrib.auth import SESSION_KEY
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 
 from django_redisstore import connection, keys
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.scripts import SAVE
 from django_redisstore.session import SessionStore
 
+from .conftest import CLUSTER_PASSWORD
 from .contract import Contract, index_members, stored_name
 from .redis_servers import Cluster, RedisServer
 
-PASSWORD = "cluster-secret"
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    topology = Cluster(password=PASSWORD).start()
-    try:
-        yield topology
-    finally:
-        topology.stop()
-
-
-@pytest.fixture
-def cluster_client(cluster: Cluster) -> Iterator[RedisCluster]:
-    nodes = [ClusterNode(*connection.parse_address(a)) for a in cluster.start_nodes]
-    client = RedisCluster(startup_nodes=nodes, password=PASSWORD)
-    yield client
-    client.close()
-
-
-@pytest.fixture(autouse=True)
-def on_cluster(
-    settings: Any, redisstore: str, cluster: Cluster, cluster_client: RedisCluster
-) -> Iterator[None]:
-    settings.REDISSTORE_URL = None
-    settings.REDISSTORE_CLUSTER_NODES = cluster.start_nodes
-    settings.REDISSTORE_CONNECTION_OPTIONS = {"password": PASSWORD}
-    connection.reset()
-    crossslot_before = crossslot_errors(cluster)
-    yield
-    connection.reset()
-    assert crossslot_errors(cluster) == crossslot_before, "a command spanned two hash slots"
-    for step in connection.scan_batches(cluster_client, f"{redisstore}:*"):
-        connection.unlink(cluster_client, step.names)
-
-
-def error_count(cluster: Cluster, *errors: str) -> int:
-    """How many of these errors the nodes have answered so far (INFO errorstats)."""
-    total = 0
-    for server in cluster.servers:
-        with server.client() as client:
-            stats = client.info("errorstats")
-        total += sum(int(stats.get(f"errorstat_{e}", {}).get("count", 0)) for e in errors)
-    return total
-
-
-def crossslot_errors(cluster: Cluster) -> int:
-    return error_count(cluster, "CROSSSLOT")
+pytestmark = pytest.mark.usefixtures("on_cluster")
 
 
 def command_calls(server: RedisServer, command: str) -> int:
@@ -166,7 +119,7 @@ def test_wait_replicas_waits_on_the_primary_of_the_session(
     }
     with primary.client() as client:
         replica_port = client.info("replication")["slave0"]["port"]
-    with redis.Redis(host="127.0.0.1", port=replica_port, password=PASSWORD) as client:
+    with redis.Redis(host="127.0.0.1", port=replica_port, password=CLUSTER_PASSWORD) as client:
         client.execute_command("READONLY")
         assert client.get(name) == cluster_client.get(name)
 
@@ -176,19 +129,16 @@ async def test_async_wait_replicas_waits_on_the_primary_of_the_session(
     settings: Any, cluster: Cluster, cluster_client: RedisCluster
 ) -> None:
     settings.REDISSTORE_WAIT_REPLICAS = 1
-    try:
-        session = SessionStore()
-        await session.aset("a", 1)
-        await session.asave()  # the client's first command: WAIT needs its slot map already
-        await session.aset("a", 2)
-        await session.asave()  # the first SAVE on a node may cost an EVAL fallback: a second WAIT
-        primary = primary_of(cluster, cluster_client, stored_name(session))
-        before = {s.port: command_calls(s, "wait") for s in cluster.primaries}
-        await session.aset("a", 3)
-        await session.asave()
-        after = {s.port: command_calls(s, "wait") for s in cluster.primaries}
-    finally:
-        await connection.aclose()
+    session = SessionStore()
+    await session.aset("a", 1)
+    await session.asave()  # the client's first command: WAIT needs its slot map already
+    await session.aset("a", 2)
+    await session.asave()  # the first SAVE on a node may cost an EVAL fallback: a second WAIT
+    primary = primary_of(cluster, cluster_client, stored_name(session))
+    before = {s.port: command_calls(s, "wait") for s in cluster.primaries}
+    await session.aset("a", 3)
+    await session.asave()
+    after = {s.port: command_calls(s, "wait") for s in cluster.primaries}
     assert {port: after[port] - before[port] for port in after} == {
         s.port: int(s is primary) for s in cluster.primaries
     }
@@ -264,11 +214,11 @@ def test_resharding_under_traffic_loses_no_session(
         while min(done.values()) < 20 and not errors:
             time.sleep(0.01)  # let traffic start before the first slot moves
         before = dict(done)
-        redirections = error_count(cluster, "ASK", "MOVED")
+        redirections = cluster.error_count("ASK", "MOVED")
         moved = cluster.move_slots(slots, source, target)
         moved += cluster.move_slots(slots, target, source)  # and back, still under traffic
         during = {kind: done[kind] - before[kind] for kind in done}
-        redirections = error_count(cluster, "ASK", "MOVED") - redirections
+        redirections = cluster.error_count("ASK", "MOVED") - redirections
     finally:
         stop.set()
         for worker in workers:

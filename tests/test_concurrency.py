@@ -25,20 +25,14 @@ from hypothesis import strategies as st
 from django_redisstore import connection, keys, merge
 from django_redisstore.session import SessionStore
 
+from .command_helpers import saved_key
+
 THREADS = 8
 ROUNDS = 50
 
 needs_async_api = pytest.mark.skipif(
     django.VERSION < (5, 1), reason="Django's async session API arrived in 5.1"
 )
-
-
-def _new_session(**data: Any) -> str:
-    session = SessionStore()
-    session.update(data)
-    session.save()
-    assert session.session_key is not None
-    return session.session_key
 
 
 def _loaded(session_key: str) -> SessionStore:
@@ -88,7 +82,7 @@ def test_threads_changing_different_keys_all_keep_their_changes(
     initial: dict[str, Any] = {"shared": "untouched"}
     if kind == "signed in":
         initial.update(_login_data(7, "backend.B", "hash-7"))
-    session_key = _new_session(**initial)
+    session_key = saved_key(**initial)
     barrier = threading.Barrier(THREADS, timeout=60)
 
     def request(i: int) -> None:
@@ -119,7 +113,7 @@ def test_many_more_parallel_writers_than_a_browser_opens_over_http1_all_succeed(
     # HTTP/2 multiplexes many requests of one page at once: 48 saves from one read each must
     # all get through (every refused attempt is another request's success, so none starves).
     writers = 48
-    session_key = _new_session()
+    session_key = saved_key()
     barrier = threading.Barrier(writers, timeout=60)
 
     def request(i: int) -> None:
@@ -139,7 +133,7 @@ def test_many_more_parallel_writers_than_a_browser_opens_over_http1_all_succeed(
 def test_threads_writing_counters_of_their_own_lose_no_increment() -> None:
     # Each thread keeps a counter of its own and increments it from what it read: a lost update
     # would show as a counter behind the number of rounds.
-    session_key = _new_session()
+    session_key = saved_key()
     barrier = threading.Barrier(THREADS, timeout=60)
 
     def request(i: int) -> None:
@@ -206,7 +200,7 @@ def test_threads_and_async_tasks_together_keep_every_change() -> None:
     # see each other.
     if django.VERSION < (5, 1):
         pytest.skip("Django's async session API arrived in 5.1")
-    session_key = _new_session()
+    session_key = saved_key()
     barrier = threading.Barrier(THREADS + 1, timeout=60)
 
     def thread_request(i: int) -> None:
@@ -244,7 +238,7 @@ def test_threads_and_async_tasks_together_keep_every_change() -> None:
 
 
 def test_same_key_the_later_save_wins() -> None:
-    session_key = _new_session(colour="red")
+    session_key = saved_key(colour="red")
     first, second = _loaded(session_key), _loaded(session_key)
     first["colour"] = "green"
     second["colour"] = "blue"
@@ -261,7 +255,7 @@ def test_same_key_the_later_save_wins() -> None:
 
 
 def test_same_key_from_threads_ends_with_one_of_the_written_values() -> None:
-    session_key = _new_session()
+    session_key = saved_key()
     barrier = threading.Barrier(THREADS, timeout=60)
     order: list[int] = []
     lock = threading.Lock()
@@ -281,7 +275,7 @@ def test_same_key_from_threads_ends_with_one_of_the_written_values() -> None:
 
 def test_a_deleted_key_stays_deleted_while_another_request_changes_another_key() -> None:
     for deleter_first in (True, False):
-        session_key = _new_session(cart="3 items", theme="dark")
+        session_key = saved_key(cart="3 items", theme="dark")
         deleter, changer = _loaded(session_key), _loaded(session_key)
         del deleter["cart"]
         changer["theme"] = "light"
@@ -291,7 +285,7 @@ def test_a_deleted_key_stays_deleted_while_another_request_changes_another_key()
 
 
 def test_a_key_deleted_on_one_side_and_changed_on_the_other_follows_the_later_save() -> None:
-    session_key = _new_session(cart="3 items")
+    session_key = saved_key(cart="3 items")
     deleter, changer = _loaded(session_key), _loaded(session_key)
     del deleter["cart"]
     changer["cart"] = "4 items"
@@ -303,7 +297,7 @@ def test_a_key_deleted_on_one_side_and_changed_on_the_other_follows_the_later_sa
 def test_a_merged_save_leaves_the_store_consistent_for_its_next_save() -> None:
     # After a merge, the store holds the merged data and the new version: saving again from it
     # must neither conflict forever nor drop the other side's change.
-    session_key = _new_session(a=1)
+    session_key = saved_key(a=1)
     first, second = _loaded(session_key), _loaded(session_key)
     first["b"] = 2
     first.save()
@@ -322,7 +316,7 @@ def test_a_merged_save_leaves_the_store_consistent_for_its_next_save() -> None:
 def test_a_save_after_the_session_was_removed_elsewhere_raises_and_does_not_revive_it(
     how: str, redis_client: redis.Redis
 ) -> None:
-    session_key = _new_session(user="alice")
+    session_key = saved_key(user="alice")
     late = _loaded(session_key)
     other = _loaded(session_key)
     getattr(other, how)()  # a logout (or a key rotation) in another tab
@@ -337,7 +331,7 @@ def test_a_save_racing_a_delete_from_threads_never_revives_the_session(
     redis_client: redis.Redis,
 ) -> None:
     for _ in range(20):
-        session_key = _new_session(user="alice")
+        session_key = saved_key(user="alice")
         barrier = threading.Barrier(THREADS, timeout=60)
         outcomes: list[str] = []
 
@@ -398,7 +392,7 @@ def test_middleware_turns_a_save_after_logout_into_http_400(
     settings: Any, redis_client: redis.Redis
 ) -> None:
     settings.ROOT_URLCONF = __name__
-    session_key = _new_session(user="alice")
+    session_key = saved_key(user="alice")
     client = Client()
     client.cookies[settings.SESSION_COOKIE_NAME] = session_key
     response = client.get("/late/")
@@ -424,7 +418,7 @@ def test_a_password_change_and_a_login_on_the_other_side_are_not_mixed() -> None
     alice = _login_data(1, "django.contrib.auth.backends.ModelBackend", "hash-alice")
     bob = _login_data(2, "custom.Backend", "hash-bob")
     for a_first in (True, False):
-        session_key = _new_session(**alice, cart=1)
+        session_key = saved_key(**alice, cart=1)
         password_change, login = _loaded(session_key), _loaded(session_key)
         password_change[HASH_SESSION_KEY] = "hash-alice-2"
         login.update(bob)
@@ -440,7 +434,7 @@ def test_a_password_change_and_a_login_on_the_other_side_are_not_mixed() -> None
 def test_a_logout_style_removal_and_a_login_are_not_mixed() -> None:
     alice = _login_data(1, "backend.A", "hash-alice")
     bob = _login_data(2, "backend.B", "hash-bob")
-    session_key = _new_session(**alice)
+    session_key = saved_key(**alice)
     removal, login = _loaded(session_key), _loaded(session_key)
     del removal[SESSION_KEY]  # a view that drops the user id only
     login.update(bob)
@@ -454,7 +448,7 @@ def test_a_logout_style_removal_and_a_login_are_not_mixed() -> None:
 
 def test_threads_logging_in_as_different_users_leave_one_whole_login() -> None:
     for _ in range(10):
-        session_key = _new_session(**_login_data(0, "backend.0", "hash-0"))
+        session_key = saved_key(**_login_data(0, "backend.0", "hash-0"))
         barrier = threading.Barrier(THREADS, timeout=60)
 
         def request(
@@ -554,7 +548,7 @@ def test_changed_keys_widens_any_auth_change_to_all_auth_keys() -> None:
 def test_two_logins_racing_leave_the_session_in_the_winners_index_only(
     a_first: bool, redis_client: redis.Redis
 ) -> None:
-    session_key = _new_session(cart=1)
+    session_key = saved_key(cart=1)
     a, b = _loaded(session_key), _loaded(session_key)
     a.update(_login_data(1, "backend.A", "hash-1"))
     b.update(_login_data(2, "backend.B", "hash-2"))
@@ -571,7 +565,7 @@ def test_two_logins_racing_leave_the_session_in_the_winners_index_only(
 def test_an_expiry_set_on_one_side_survives_a_change_on_the_other(
     redis_client: redis.Redis,
 ) -> None:
-    session_key = _new_session(a=1)
+    session_key = saved_key(a=1)
     name = keys.session_name(keys.session_id(session_key))
     remember, other = _loaded(session_key), _loaded(session_key)
     remember.set_expiry(30 * 86400)  # "remember me" in one tab
@@ -588,7 +582,7 @@ def test_two_requests_moving_a_session_after_key_rotation_both_keep_their_change
     settings: Any, redis_client: redis.Redis
 ) -> None:
     settings.SECRET_KEY = "the-old-secret-key-of-this-site"
-    session_key = _new_session(a=1)
+    session_key = saved_key(a=1)
     old_name = keys.session_name(keys.session_id(session_key))
     settings.SECRET_KEY = "the-new-secret-key-of-this-site"
     settings.SECRET_KEY_FALLBACKS = ["the-old-secret-key-of-this-site"]
@@ -612,7 +606,7 @@ def test_reads_racing_the_move_after_key_rotation_never_see_an_empty_session(
     # A reader that misses the record under the new name, then finds the old name already
     # deleted by the request that moved it, must still find it: else the user is signed out.
     settings.SECRET_KEY = "the-old-secret-key-of-this-site"
-    session_keys = [_new_session(a=i) for i in range(30)]
+    session_keys = [saved_key(a=i) for i in range(30)]
     settings.SECRET_KEY = "the-new-secret-key-of-this-site"
     settings.SECRET_KEY_FALLBACKS = ["the-old-secret-key-of-this-site"]
     for n, session_key in enumerate(session_keys):
@@ -645,7 +639,7 @@ def test_two_real_saves_from_one_read_give_the_three_way_merge(
 ) -> None:
     # The same property as above, end to end: two stores read ``base``, one saves ``theirs``,
     # then the other saves ``ours`` and must merge with it through Redis.
-    session_key = _new_session(**base)
+    session_key = saved_key(**base)
     late, early = _loaded(session_key), _loaded(session_key)
     for store, data in ((early, theirs), (late, ours)):
         for key in list(store.keys()):

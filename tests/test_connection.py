@@ -38,41 +38,29 @@ needs_async_api = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def second_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def unix_server() -> Iterator[RedisServer]:
-    server = RedisServer(unix_socket=True).start()
-    yield server
-    server.stop()
+    with RedisServer(unix_socket=True) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def acl_server() -> Iterator[RedisServer]:
-    server = RedisServer(password=PASSWORD).start()
-    client = server.client()
-    client.acl_setuser(
-        "sessions-app",
-        enabled=True,
-        passwords=[f"+{PASSWORD}-alice"],
-        keys=["*"],
-        commands=["+@all"],
-    )
-    client.close()
-    yield server
-    server.stop()
+    with RedisServer(password=PASSWORD) as server, server.client() as client:
+        client.acl_setuser(
+            "sessions-app",
+            enabled=True,
+            passwords=[f"+{PASSWORD}-alice"],
+            keys=["*"],
+            commands=["+@all"],
+        )
+        yield server
 
 
 @pytest.fixture
 def doomed_server() -> Iterator[RedisServer]:
     """A password-protected server that the test takes down (and may bring back)."""
-    server = RedisServer(password=PASSWORD).start()
-    yield server
-    server.stop()
+    with RedisServer(password=PASSWORD) as server:
+        yield server
 
 
 def _name(session_key: str | None) -> str:
@@ -394,12 +382,12 @@ print("after-use", len(connects))
 
 
 def test_override_settings_switches_server(
-    second_server: RedisServer, redis_client: redis.Redis
+    own_server: RedisServer, redis_client: redis.Redis
 ) -> None:
-    with override_settings(REDISSTORE_URL=second_server.url):
+    with override_settings(REDISSTORE_URL=own_server.url):
         moved = _round_trip()
     stayed = _round_trip()
-    other = second_server.client()
+    other = own_server.client()
     assert other.exists(_name(moved.session_key)) == 1
     assert redis_client.exists(_name(moved.session_key)) == 0
     assert redis_client.exists(_name(stayed.session_key)) == 1

@@ -15,20 +15,11 @@ from django_redisstore.checks import check_durability, check_failure_policy
 from .redis_servers import RedisServer, free_port
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def admin(server: RedisServer, settings: Any) -> Iterator[redis.Redis]:
+def admin(own_server: RedisServer, settings: Any) -> Iterator[redis.Redis]:
     """The test's Redis, configured durable and non-evicting; each test changes what it needs."""
-    settings.REDISSTORE_URL = server.url
-    client = server.client()
+    settings.REDISSTORE_URL = own_server.url
+    client = own_server.client()
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("appendonly", "yes")
     client.config_set("save", "")
@@ -106,7 +97,7 @@ def test_a_redis_that_forbids_config_gets_what_info_tells_and_a_note(
 
 
 def test_an_acl_user_without_config_gets_the_same_fallback(
-    admin: redis.Redis, server: RedisServer, settings: Any
+    admin: redis.Redis, own_server: RedisServer, settings: Any
 ) -> None:
     admin.config_set("maxmemory-policy", "volatile-ttl")
     admin.config_set("appendonly", "no")
@@ -114,7 +105,7 @@ def test_an_acl_user_without_config_gets_the_same_fallback(
         "sessions", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-config"]
     )
     try:
-        settings.REDISSTORE_URL = f"redis://sessions:pw@127.0.0.1:{server.port}/0"
+        settings.REDISSTORE_URL = f"redis://sessions:pw@127.0.0.1:{own_server.port}/0"
         assert ids() == ["django_redisstore.W010", "django_redisstore.I010"]
         admin.acl_setuser("sessions", commands=["-info"])
         assert ids() == ["django_redisstore.I011"]  # not even INFO: a note, not a crash

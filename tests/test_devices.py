@@ -15,7 +15,7 @@ from django_redisstore.middleware import (
     record_device,
 )
 
-from .conftest import RoundTrips
+from .redis_servers import RoundTrips
 
 CHROME = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "

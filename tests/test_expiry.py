@@ -132,7 +132,12 @@ class CommandLog:
         self.commands: list[Command] = []
 
     def __enter__(self) -> CommandLog:
-        self.connection = self.client.connection_pool.get_connection()
+        pool = self.client.connection_pool
+        # redis-py before 6 requires a command name here; 6 and later deprecate passing one.
+        if redis.VERSION >= (6,):
+            self.connection = pool.get_connection()
+        else:
+            self.connection = pool.get_connection("MONITOR")
         self.connection.send_command("MONITOR")
         assert self.connection.read_response() in (b"OK", "OK")
         return self

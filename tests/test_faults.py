@@ -31,7 +31,7 @@ from django.test import Client
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
-from .faults import TIMEOUT, close_async_clients, proxied
+from .faults import MIDDLEWARE_503, TIMEOUT, proxied
 from .redis_servers import RedisServer
 from .tcp_proxy import FORWARD, REFUSE, STALL, TcpProxy
 
@@ -252,7 +252,6 @@ def test_killed_and_restarted_redis_loses_no_acknowledged_save(
 
 
 @needs_async_sessions
-@pytest.mark.usefixtures(close_async_clients.__name__)
 @pytest.mark.parametrize("cycles", CYCLES)
 async def test_async_killed_and_restarted_redis_loses_no_acknowledged_save(
     durable: RedisServer, cycles: int
@@ -266,10 +265,7 @@ async def test_async_killed_and_restarted_redis_loses_no_acknowledged_save(
 def test_requests_during_an_outage_get_503_and_service_returns_without_restart(
     durable: RedisServer, settings: Any
 ) -> None:
-    settings.MIDDLEWARE = [
-        "django_redisstore.unavailable.RedisUnavailableMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-    ]
+    settings.MIDDLEWARE = MIDDLEWARE_503
     client = Client(raise_request_exception=True)
     assert client.get("/write/", {"a": "1"}).status_code == 200
     key = client.cookies[django_settings.SESSION_COOKIE_NAME].value
@@ -321,7 +317,6 @@ def test_paused_redis_gives_a_timeout_error_not_a_hang(paused: Callable[[], None
 
 
 @needs_async_sessions
-@pytest.mark.usefixtures(close_async_clients.__name__)
 async def test_async_paused_redis_gives_a_timeout_error_not_a_hang(
     paused: Callable[[], None],
 ) -> None:
@@ -394,7 +389,6 @@ def test_connections_cut_mid_traffic_lose_no_acknowledged_save(
 
 
 @needs_async_sessions
-@pytest.mark.usefixtures(close_async_clients.__name__)
 @pytest.mark.parametrize("cycles", CYCLES)
 @pytest.mark.parametrize("fault", ["refused", "stalled", "cut"])
 async def test_async_proxy_faults_mid_traffic_lose_no_acknowledged_save(
@@ -419,10 +413,7 @@ async def test_async_proxy_faults_mid_traffic_lose_no_acknowledged_save(
 def test_a_full_redis_under_noeviction_is_an_outage_not_a_crash(
     durable: RedisServer, settings: Any
 ) -> None:
-    settings.MIDDLEWARE = [
-        "django_redisstore.unavailable.RedisUnavailableMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-    ]
+    settings.MIDDLEWARE = MIDDLEWARE_503
     client = Client(raise_request_exception=True)
     assert client.get("/write/", {"a": "1"}).status_code == 200
     admin = durable.client()

@@ -22,8 +22,6 @@ from hypothesis import strategies as st
 from django_redisstore import codec, keys
 from django_redisstore.session import SessionStore
 
-from .faults import close_async_clients
-
 #: Examples per property in the suite; the soak run (``pytest -m slow``) tries far more.
 EXAMPLES = 300
 SOAK_EXAMPLES = 5000
@@ -112,7 +110,6 @@ def test_any_session_key_is_harmless_to_every_storage_method(
 
 
 @needs_async_sessions
-@pytest.mark.usefixtures(close_async_clients.__name__)
 async def test_async_hostile_session_keys_are_harmless(
     redis_client: redis.Redis, redisstore: str
 ) -> None:
@@ -240,7 +237,6 @@ def test_a_request_over_foreign_data_gets_a_fresh_session(
 
 
 @needs_async_sessions
-@pytest.mark.usefixtures(close_async_clients.__name__)
 async def test_async_foreign_data_reads_as_empty_and_is_logged(
     redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,13 +3,11 @@ pruning that ``clearsessions`` runs."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,27 +17,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 import django_redisstore
-from django_redisstore import connection, keys
+from django_redisstore import keys
 from django_redisstore.session import SessionStore
 
-
-@pytest.fixture
-async def async_clients() -> AsyncIterator[None]:
-    """Close the async clients this test's event loop opened, before the loop goes away."""
-    yield
-    for client in connection._async_clients.pop(asyncio.get_running_loop(), {}).values():
-        await client.aclose()
-
-
-def signed_in(user_id: Any, **data: Any) -> SessionStore:
-    """A saved session of ``user_id``, as ``login()`` leaves it."""
-    session = SessionStore()
-    session["_auth_user_id"] = str(user_id)
-    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-    session["_auth_user_hash"] = "not-a-real-hash"
-    session.update(data)
-    session.save()
-    return session
+from .command_helpers import make_session
+from .contract import index_members
 
 
 def sid_of(session: SessionStore) -> str:
@@ -47,13 +29,9 @@ def sid_of(session: SessionStore) -> str:
     return keys.session_id(session.session_key)
 
 
-def index_members(client: redis.Redis, user_id: str) -> set[str]:
-    return {m.decode() for m in client.zrange(keys.user_index_name(user_id), 0, -1)}
-
-
 def test_user_sessions_lists_the_users_live_sessions_with_their_details() -> None:
-    first, second = signed_in(7), signed_in(7, big=secrets.token_hex(500))  # incompressible
-    signed_in(8)
+    first, second = make_session(7), make_session(7, big=secrets.token_hex(500))  # incompressible
+    make_session(8)
     SessionStore().save()  # anonymous
 
     found = django_redisstore.user_sessions(7)
@@ -80,7 +58,7 @@ def keys_header_size() -> int:
 @pytest.mark.django_db
 def test_user_sessions_accepts_a_user_instance() -> None:
     user = get_user_model().objects.create_user("ada", password="pw")
-    session = signed_in(user.pk)
+    session = make_session(user.pk)
 
     assert [info.id for info in django_redisstore.user_sessions(user)] == [sid_of(session)]
 
@@ -92,7 +70,7 @@ def test_user_with_no_sessions_has_an_empty_list() -> None:
 def test_entries_of_sessions_deleted_behind_the_engines_back_are_pruned(
     redis_client: redis.Redis,
 ) -> None:
-    live, gone = signed_in(7), signed_in(7)
+    live, gone = make_session(7), make_session(7)
     assert gone.session_key is not None
     redis_client.delete(keys.session_name(sid_of(gone)))
 
@@ -103,7 +81,7 @@ def test_entries_of_sessions_deleted_behind_the_engines_back_are_pruned(
 def test_entry_of_a_session_now_belonging_to_another_user_is_dropped(
     redis_client: redis.Redis,
 ) -> None:
-    session = signed_in(7)
+    session = make_session(7)
     # Filed under 9 by a writer that lost a race: the session itself says it is 7's.
     redis_client.zadd(keys.user_index_name("9"), {sid_of(session): 2**31})
 
@@ -115,8 +93,8 @@ def test_entry_of_a_session_now_belonging_to_another_user_is_dropped(
 def test_end_user_sessions_keeps_the_given_session_and_counts_the_others(
     redis_client: redis.Redis,
 ) -> None:
-    here, there, elsewhere = signed_in(7), signed_in(7), signed_in(7)
-    other_user = signed_in(8)
+    here, there, elsewhere = make_session(7), make_session(7), make_session(7)
+    other_user = make_session(8)
 
     ended = django_redisstore.end_user_sessions(7, keep=here.session_key)
 
@@ -131,7 +109,7 @@ def test_end_user_sessions_keeps_the_given_session_and_counts_the_others(
 def test_end_user_sessions_without_keep_ends_all_and_empties_the_index(
     redis_client: redis.Redis,
 ) -> None:
-    sessions = [signed_in(7) for _ in range(3)]
+    sessions = [make_session(7) for _ in range(3)]
 
     assert django_redisstore.end_user_sessions(7) == 3
     assert all(SessionStore(s.session_key).load() == {} for s in sessions)
@@ -141,15 +119,15 @@ def test_end_user_sessions_without_keep_ends_all_and_empties_the_index(
 def test_end_user_sessions_never_ends_a_session_of_someone_else_listed_by_mistake(
     redis_client: redis.Redis,
 ) -> None:
-    victim = signed_in(8)
+    victim = make_session(8)
     redis_client.zadd(keys.user_index_name("7"), {sid_of(victim): 2**31})
 
     assert django_redisstore.end_user_sessions(7) == 0
     assert SessionStore(victim.session_key).load()["_auth_user_id"] == "8"
 
 
-async def test_async_twins_see_and_end_the_same_sessions(async_clients: None) -> None:
-    here, there = signed_in(7), signed_in(7)
+async def test_async_twins_see_and_end_the_same_sessions() -> None:
+    here, there = make_session(7), make_session(7)
 
     found = await django_redisstore.auser_sessions(7)
     assert {info.id for info in found} == {sid_of(here), sid_of(there)}
@@ -158,7 +136,7 @@ async def test_async_twins_see_and_end_the_same_sessions(async_clients: None) ->
 
 
 def test_logout_flush_and_cycle_key_are_reflected() -> None:
-    kept, flushed, cycled = signed_in(7), signed_in(7), signed_in(7)
+    kept, flushed, cycled = make_session(7), make_session(7), make_session(7)
     flushed.flush()
     old = sid_of(cycled)
     cycled.cycle_key()
@@ -178,7 +156,7 @@ def test_index_stays_exact_under_concurrent_logins_and_logouts(
     def worker(n: int) -> None:
         try:
             for i in range(15):
-                session = signed_in(7, n=n, i=i)
+                session = make_session(7, n=n, i=i)
                 if i % 3:  # two in three sign out again, some by flush, some by delete
                     if i % 2:
                         session.flush()
@@ -205,7 +183,7 @@ def test_index_stays_exact_under_concurrent_logins_and_logouts(
 def test_clear_expired_prunes_stale_entries_of_every_user_and_says_so(
     redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    live = signed_in(1)
+    live = make_session(1)
     for user in ("1", "2", "3"):
         redis_client.zadd(keys.user_index_name(user), {f"gone{user}": 2**31, f"old{user}": 1})
 
@@ -217,7 +195,7 @@ def test_clear_expired_prunes_stale_entries_of_every_user_and_says_so(
     assert "Pruned 6 stale entries from 3 user indexes" in caplog.text
 
 
-async def test_aclear_expired_prunes_too(redis_client: redis.Redis, async_clients: None) -> None:
+async def test_aclear_expired_prunes_too(redis_client: redis.Redis) -> None:
     redis_client.zadd(keys.user_index_name("5"), {"gone": 2**31})
 
     await SessionStore.aclear_expired()
@@ -239,7 +217,7 @@ def test_importing_the_package_loads_neither_the_engine_nor_settings() -> None:
 
 
 def test_a_session_someone_made_persistent_stays_listed(redis_client: redis.Redis) -> None:
-    session = signed_in(7)
+    session = make_session(7)
     redis_client.persist(keys.session_name(sid_of(session)))
 
     (info,) = django_redisstore.user_sessions(7)
@@ -251,7 +229,7 @@ def test_a_session_someone_made_persistent_stays_listed(redis_client: redis.Redi
 
 def test_listing_costs_two_round_trips_and_ending_one_more(round_trips: Any) -> None:
     for _ in range(5):
-        signed_in(7)
+        make_session(7)
     django_redisstore.user_sessions(7)  # connects and loads nothing else: a warm client
 
     round_trips.count = 0
@@ -264,7 +242,7 @@ def test_listing_costs_two_round_trips_and_ending_one_more(round_trips: Any) -> 
 
 
 def test_end_user_sessions_with_ids_ends_only_those_of_the_user(redis_client: redis.Redis) -> None:
-    first, second, other = signed_in(7), signed_in(7), signed_in(8)
+    first, second, other = make_session(7), make_session(7), make_session(8)
 
     ended = django_redisstore.end_user_sessions(7, ids={sid_of(first), sid_of(other)})
 
@@ -274,8 +252,8 @@ def test_end_user_sessions_with_ids_ends_only_those_of_the_user(redis_client: re
     assert index_members(redis_client, "7") == {sid_of(second)}
 
 
-async def test_aend_user_sessions_with_ids(async_clients: None) -> None:
-    first, second = signed_in(7), signed_in(7)
+async def test_aend_user_sessions_with_ids() -> None:
+    first, second = make_session(7), make_session(7)
 
     assert await django_redisstore.aend_user_sessions(7, ids={sid_of(second)}) == 1
 
@@ -283,7 +261,7 @@ async def test_aend_user_sessions_with_ids(async_clients: None) -> None:
 
 
 def test_records_carry_the_device_record_of_the_session() -> None:
-    with_device = signed_in(
+    with_device = make_session(
         7,
         _redisstore_device={
             "ua": "Mozilla/5.0 (X11; Linux) Firefox/130.0",
@@ -291,7 +269,7 @@ def test_records_carry_the_device_record_of_the_session() -> None:
             "seen": 1_700_000_000,
         },
     )
-    without = signed_in(7)
+    without = make_session(7)
 
     devices = {info.id: info.device for info in django_redisstore.user_sessions(7)}
 

@@ -22,33 +22,19 @@ from django_redisstore.exceptions import ConnectionInterrupted, SessionTooLarge
 from django_redisstore.session import SessionStore
 from django_redisstore.unavailable import PAGE
 
-from .faults import close_async_clients, proxied
+from .command_helpers import saved_key
+from .faults import MIDDLEWARE_503, proxied
 from .tcp_proxy import FORWARD, REFUSE, STALL, TcpProxy
 
-MIDDLEWARE_503 = [
-    "django_redisstore.unavailable.RedisUnavailableMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-]
-
-
-def needs_async_sessions(test: Any) -> Any:
-    """Skip on Django < 5.1 (no async sessions), and close the async clients afterwards."""
-    skip = pytest.mark.skipif(django.VERSION < (5, 1), reason="async sessions: Django 5.1+")
-    return skip(pytest.mark.usefixtures(close_async_clients.__name__)(test))
+needs_async_sessions = pytest.mark.skipif(
+    django.VERSION < (5, 1), reason="async sessions: Django 5.1+"
+)
 
 
 @pytest.fixture
 def proxy(settings: Any, redis_server_url: str) -> Iterator[TcpProxy]:
     with proxied(settings, redis_server_url) as proxy:
         yield proxy
-
-
-def stored_session(**data: Any) -> str:
-    session = SessionStore()
-    session.update(data)
-    session.save()
-    assert session.session_key is not None
-    return session.session_key
 
 
 def cookie_client(session_key: str) -> Client:
@@ -89,11 +75,13 @@ def test_broken_connections_are_redialled_a_bounded_number_of_times(
     proxy.set_mode(REFUSE)
     with pytest.raises(ConnectionInterrupted, match="unreachable"):
         SessionStore("a" * 32).load()
-    assert retries + 1 <= proxy.accepted <= (retries + 1) ** 2
+    # redis-py 5 dials a new connection outside its retry loop: a reset handshake is not redialled.
+    least = retries + 1 if redis.VERSION >= (6,) else 1
+    assert least <= proxy.accepted <= (retries + 1) ** 2
 
 
 def test_a_connection_cut_between_requests_costs_no_error(proxy: TcpProxy) -> None:
-    key = stored_session(a=1)
+    key = saved_key(a=1)
     for round_ in range(5):
         proxy.cut()
         assert SessionStore(key).load() == {"a": 1 + round_}
@@ -103,7 +91,7 @@ def test_a_connection_cut_between_requests_costs_no_error(proxy: TcpProxy) -> No
 
 
 def test_a_stalled_redis_times_out_once_without_retrying(proxy: TcpProxy) -> None:
-    key = stored_session(a=1)
+    key = saved_key(a=1)
     proxy.cut()
     proxy.set_mode(STALL)
     before = proxy.accepted
@@ -117,7 +105,7 @@ def test_a_stalled_redis_times_out_once_without_retrying(proxy: TcpProxy) -> Non
 def test_stalled_save_raises_and_the_next_request_reads_what_was_stored(
     proxy: TcpProxy,
 ) -> None:
-    key = stored_session(a=1)
+    key = saved_key(a=1)
     session = SessionStore(key)
     session["b"] = 2
     session.load()
@@ -130,7 +118,7 @@ def test_stalled_save_raises_and_the_next_request_reads_what_was_stored(
 
 
 def test_without_the_middleware_the_error_reaches_the_request(proxy: TcpProxy) -> None:
-    key = stored_session(a=1)
+    key = saved_key(a=1)
     proxy.set_mode(REFUSE)
     with pytest.raises(ConnectionInterrupted):
         cookie_client(key).get("/read/")
@@ -144,7 +132,7 @@ def test_middleware_answers_503_with_retry_after_and_keeps_the_cookie(
 ) -> None:
     settings.MIDDLEWARE = MIDDLEWARE_503
     settings.REDISSTORE_RETRY_AFTER = 7
-    key = stored_session(a="1")
+    key = saved_key(a="1")
     client = cookie_client(key)
     proxy.set_mode(REFUSE)
     response = client.get("/read/")
@@ -176,7 +164,7 @@ def test_anonymous_mode_serves_an_empty_session_and_keeps_cookie_and_record(
     proxy: TcpProxy, settings: Any, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
-    key = stored_session(a="1")
+    key = saved_key(a="1")
     name = keys.session_name(keys.session_id(key))
     stored = redis_client.get(name)
     client = cookie_client(key)
@@ -198,7 +186,7 @@ def test_anonymous_mode_never_saves_even_when_redis_is_back_before_the_save(
 ) -> None:
     settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
     settings.SESSION_SAVE_EVERY_REQUEST = True
-    key = stored_session(a=1)
+    key = saved_key(a=1)
     name = keys.session_name(keys.session_id(key))
     stored = redis_client.get(name)
     proxy.set_mode(REFUSE)
@@ -216,7 +204,7 @@ def test_anonymous_mode_refuses_to_end_or_rekey_a_session_it_could_not_read(
     proxy: TcpProxy, settings: Any, redis_client: redis.Redis, operation: str
 ) -> None:
     settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
-    key = stored_session(a=1)
+    key = saved_key(a=1)
     proxy.set_mode(REFUSE)
     session = SessionStore(key)
     assert session.get("a") is None
@@ -232,7 +220,7 @@ def test_anonymous_mode_logout_during_an_outage_answers_503_and_keeps_the_sessio
 ) -> None:
     settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
     settings.MIDDLEWARE = MIDDLEWARE_503
-    key = stored_session(a="1")
+    key = saved_key(a="1")
     client = cookie_client(key)
     proxy.set_mode(REFUSE)
     response = client.get("/logout/")
@@ -258,7 +246,7 @@ async def test_async_anonymous_mode_serves_empty_and_never_saves(
     proxy: TcpProxy, settings: Any, redis_client: redis.Redis
 ) -> None:
     settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
-    key = stored_session(a=1)
+    key = saved_key(a=1)
     name = keys.session_name(keys.session_id(key))
     stored = redis_client.get(name)
     proxy.set_mode(REFUSE)
@@ -281,12 +269,14 @@ async def test_async_broken_connections_are_redialled_a_bounded_number_of_times(
     proxy.set_mode(REFUSE)
     with pytest.raises(ConnectionInterrupted, match="unreachable"):
         await SessionStore("a" * 32).aload()
-    assert retries + 1 <= proxy.accepted <= (retries + 1) ** 2
+    # redis-py 5 dials a new connection outside its retry loop: a reset handshake is not redialled.
+    least = retries + 1 if redis.VERSION >= (6,) else 1
+    assert least <= proxy.accepted <= (retries + 1) ** 2
 
 
 @needs_async_sessions
 async def test_async_stall_times_out_and_service_comes_back(proxy: TcpProxy) -> None:
-    key = stored_session(a=1)
+    key = saved_key(a=1)
     proxy.cut()
     proxy.set_mode(STALL)
     with pytest.raises(ConnectionInterrupted, match="timed out"):
@@ -302,7 +292,7 @@ def test_session_over_max_size_is_refused_before_anything_is_sent(
     settings: Any, redis_client: redis.Redis, redisstore: str, round_trips: Any
 ) -> None:
     settings.REDISSTORE_MAX_SIZE = 1000
-    key = stored_session(a=1)
+    key = saved_key(a=1)
     name = keys.session_name(keys.session_id(key))
     stored = redis_client.get(name)
     session = SessionStore(key)
@@ -354,7 +344,7 @@ def test_clients_follow_the_retries_setting(settings: Any) -> None:
 @needs_async_sessions
 async def test_middleware_answers_503_under_asgi_too(proxy: TcpProxy, settings: Any) -> None:
     settings.MIDDLEWARE = MIDDLEWARE_503
-    key = stored_session(a="1")
+    key = saved_key(a="1")
     client = AsyncClient(raise_request_exception=True)
     client.cookies[django_settings.SESSION_COOKIE_NAME] = key
     proxy.set_mode(REFUSE)

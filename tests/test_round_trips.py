@@ -18,7 +18,7 @@ from django.test import Client
 from django_redisstore import connection, scripts
 from django_redisstore.session import SessionStore
 
-from .conftest import RoundTrips
+from .redis_servers import RoundTrips
 
 
 def warm_up() -> None:
@@ -205,10 +205,3 @@ async def test_async_cycle_key_costs_one_after_load(
     round_trips.count = 0
     await session.acycle_key()
     assert round_trips.count == 1
-
-
-@pytest.fixture(autouse=True)
-async def close_async_client() -> Any:
-    yield
-    if django.VERSION >= (5, 1):
-        await connection.get_async_client().aclose()

@@ -21,9 +21,8 @@ from django_redisstore import connection, keys
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
-from .conftest import RoundTrips
 from .contract import Contract, index_members, stored_name
-from .redis_servers import SentinelGroup, wait_until
+from .redis_servers import RoundTrips, SentinelGroup, delete_keys, wait_until
 
 #: Sentinel settings of the test topology (down after 1 s, failover timeout 3 s), plus the time
 #: a client needs to notice: the bound within which requests must work again after a kill.
@@ -32,11 +31,8 @@ RESUME_WITHIN = 1 + 3 + 5
 
 @pytest.fixture(scope="session")
 def sentinel_group() -> Iterator[SentinelGroup]:
-    group = SentinelGroup().start()
-    try:
+    with SentinelGroup() as group:
         yield group
-    finally:
-        group.stop()
 
 
 def use_sentinels(settings: Any, group: SentinelGroup) -> None:
@@ -55,12 +51,9 @@ def primary_client(group: SentinelGroup) -> redis.Redis:
 @pytest.fixture(autouse=True)
 def on_sentinel(settings: Any, redisstore: str, sentinel_group: SentinelGroup) -> Iterator[None]:
     use_sentinels(settings, sentinel_group)
-    yield
-    connection.reset()
+    yield  # the suite resets the clients once the async ones are closed
     with primary_client(sentinel_group) as client:
-        found = list(client.scan_iter(f"{redisstore}:*"))
-        if found:
-            client.delete(*found)
+        delete_keys(client, f"{redisstore}:*")
 
 
 class TestSentinelContract(Contract):

@@ -15,16 +15,13 @@ from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
 from .contract import Contract
-from .redis_servers import TLSServer, make_certificates
+from .redis_servers import TLSServer, delete_keys, make_certificates
 
 
 @pytest.fixture(scope="session")
 def tls_server() -> Iterator[TLSServer]:
-    server = TLSServer().start()
-    try:
+    with TLSServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def tls_settings(server: TLSServer) -> dict[str, str]:
@@ -37,12 +34,9 @@ def on_tls(settings: Any, redisstore: str, tls_server: TLSServer) -> Iterator[No
     settings.REDISSTORE_URL = tls_server.url
     settings.REDISSTORE_TLS = tls_settings(tls_server)
     connection.reset()
-    yield
-    connection.reset()
+    yield  # the suite resets the clients once the async ones are closed
     with tls_server.client() as client:
-        found = list(client.scan_iter(f"{redisstore}:*"))
-        if found:
-            client.delete(*found)
+        delete_keys(client, f"{redisstore}:*")
 
 
 class TestTLSContract(Contract):

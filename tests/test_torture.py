@@ -37,7 +37,7 @@ from django_redisstore import keys
 from django_redisstore.exceptions import RedisStoreError
 from django_redisstore.session import SessionStore
 
-from .faults import close_async_clients
+from .command_helpers import saved_key
 from .redis_servers import RedisServer
 
 #: (workers, operations per worker): the suite's size, and the soak run's. One shared session
@@ -50,15 +50,6 @@ needs_async_sessions = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def own_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def server(own_server: RedisServer, settings: Any) -> Iterator[redis.Redis]:
     """An empty Redis that only this test writes to; the engine points at it."""
@@ -69,14 +60,6 @@ def server(own_server: RedisServer, settings: Any) -> Iterator[redis.Redis]:
         yield client
     finally:
         client.close()
-
-
-def new_session(**data: Any) -> str:
-    session = SessionStore()
-    session.update(data)
-    session.save()
-    assert session.session_key is not None
-    return session.session_key
 
 
 def name_of(session_key: str) -> bytes:
@@ -157,7 +140,7 @@ def test_threads_on_one_session_lose_no_update_and_the_last_writer_wins(
     server: redis.Redis, size: tuple[int, int]
 ) -> None:
     workers, ops = size
-    key = new_session()
+    key = saved_key()
     writes = Writes()
     errors: list[BaseException] = []
 
@@ -179,13 +162,12 @@ def test_threads_on_one_session_lose_no_update_and_the_last_writer_wins(
 
 
 @needs_async_sessions
-@pytest.mark.usefixtures(close_async_clients.__name__)
 @pytest.mark.parametrize("size", SIZES_ONE)
 async def test_tasks_on_one_session_lose_no_update_and_the_last_writer_wins(
     server: redis.Redis, size: tuple[int, int]
 ) -> None:
     workers, ops = size
-    key = new_session()
+    key = saved_key()
     writes = Writes()
 
     async def work(worker: int) -> None:
@@ -205,7 +187,7 @@ class Pool:
 
     def __init__(self, size: int) -> None:
         self.lock = threading.Lock()
-        self.slots = [new_session(n=0) for _ in range(size)]
+        self.slots = [saved_key(n=0) for _ in range(size)]
         self.live = set(self.slots)
         self.retired: set[str] = set()
         self.ops = 0
@@ -240,7 +222,7 @@ class Pool:
             self.gave_up += 1
 
     def refill(self, i: int) -> None:
-        key = new_session(n=0)
+        key = saved_key(n=0)
         with self.lock:
             self.live.add(key)
             if self.slots[i] == "":
@@ -390,7 +372,6 @@ def test_threads_across_many_sessions_keep_every_invariant(
 
 
 @needs_async_sessions
-@pytest.mark.usefixtures(close_async_clients.__name__)
 @pytest.mark.parametrize("size", SIZES_MANY)
 async def test_tasks_across_many_sessions_keep_every_invariant(
     server: redis.Redis, size: tuple[int, int]
