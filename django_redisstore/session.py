@@ -12,6 +12,7 @@ change is one (a conditional write, plus index upkeep in the same pipeline), cre
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -29,6 +30,7 @@ from django.contrib.sessions.backends.base import (
     UpdateError,
 )
 from django.core.signals import setting_changed
+from django.core.signing import JSONSerializer
 from django.utils import timezone as django_timezone
 from redis.exceptions import ResponseError
 
@@ -50,6 +52,10 @@ _CREATE_ATTEMPTS = 3
 _SAVE_ATTEMPTS = 64
 _BACKOFF_BASE = 0.0005
 _BACKOFF_CAP = 0.05
+
+#: What ``JSONSerializer.dumps`` builds on every call (``json.dumps`` with non-default
+#: separators makes a new encoder each time), made once: its ``encode`` gives the same bytes.
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 class SessionStore(SessionBase):
@@ -209,12 +215,19 @@ class SessionStore(SessionBase):
         return deadline if not until else int(min(until, deadline))
 
     def _decode_payload(self, payload: bytes) -> dict[str, Any]:
-        data = self.serializer().loads(payload)
+        if self.serializer is JSONSerializer:  # Django's default, exactly (not a subclass)
+            data = json.loads(payload.decode("latin-1"))  # what JSONSerializer.loads does
+        else:
+            data = self.serializer().loads(payload)
         if not isinstance(data, dict):
             raise ValueError(f"the session data is a {type(data).__name__}, not a dict")
         return data
 
     def _encode_payload(self, data: dict[str, Any]) -> bytes:
+        if self.serializer is JSONSerializer:
+            # Byte for byte JSONSerializer().dumps(data) (tests/test_json_fast_path.py proves it
+            # on generated sessions), without an encoder built per call.
+            return _JSON_ENCODER.encode(data).encode("latin-1")
         payload = self.serializer().dumps(data)
         return payload.encode() if isinstance(payload, str) else payload
 
@@ -395,9 +408,8 @@ class SessionStore(SessionBase):
                     self._session_cache = ours
                 return
             if base is None:
-                serializer = self.serializer()
-                base = serializer.loads(self._base) if self._base is not None else {}
-                mine = serializer.loads(self._encode_payload(data))
+                base = self._decode_payload(self._base) if self._base is not None else {}
+                mine = self._decode_payload(self._encode_payload(data))
             ours = self._merge_into(name, reply, base, mine)
             if attempt:
                 # Conflicting again: a request that reads and saves in a tight loop would keep
