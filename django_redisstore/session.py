@@ -225,7 +225,7 @@ class SessionStore(SessionBase):
 
     def _encode_payload(self, data: dict[str, Any]) -> bytes:
         if self.serializer is JSONSerializer:
-            # Byte for byte JSONSerializer().dumps(data) (tests/test_json_fast_path.py proves it
+            # Byte for byte JSONSerializer().dumps(data) (tests/test_fast_paths.py proves it
             # on generated sessions), without an encoder built per call.
             return _JSON_ENCODER.encode(data).encode("latin-1")
         payload = self.serializer().dumps(data)
