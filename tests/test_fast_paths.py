@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from django.contrib.sessions.backends.base import SessionBase
 from django.core.signing import JSONSerializer
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -133,3 +134,18 @@ def test_session_id_is_the_keyed_hash_of_the_cookie_value(secret: str, session_k
     expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
     assert keys.session_id(session_key, secret) == expected
     assert keys.session_id(session_key, secret) == expected
+
+
+@pytest.mark.parametrize("session_key", [None, "a" * 32])
+def test_the_store_starts_with_the_attributes_django_gives_it(
+    settings: Any, session_key: str | None
+) -> None:
+    # SessionStore.__init__ repeats SessionBase.__init__ (without its per-call import): if a
+    # Django version sets more, or other, attributes, this fails.
+    settings.SESSION_SERIALIZER = f"{__name__}.TaggedSerializer"
+    django_store = SessionBase(session_key)
+    store = SessionStore(session_key)
+    assert vars(django_store)
+    for name, value in vars(django_store).items():
+        assert getattr(store, name) == value, name
+    assert store.serializer is TaggedSerializer
