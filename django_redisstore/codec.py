@@ -28,7 +28,6 @@ from __future__ import annotations
 import hmac
 import struct
 import zlib
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import keys
@@ -53,9 +52,12 @@ class InvalidRecord(ValueError):
     """The bytes under a session's key are not a record this package wrote with a known secret."""
 
 
-@dataclass(frozen=True)
-class Record:
-    """A session record as read from Redis, verified and decompressed."""
+class Record(NamedTuple):
+    """A session record as read from Redis, verified and decompressed.
+
+    A named tuple (immutable like the frozen dataclass it was, made in a third of the time):
+    every read makes one.
+    """
 
     created: int
     saved: int
@@ -67,8 +69,11 @@ class Record:
 
 
 def _sign(secret: str, name: str, version_and_flags: bytes, payload: bytes) -> bytes:
-    message = version_and_flags + name.encode() + b"\0" + payload
-    return hmac.digest(keys.mac_key(secret), message, "sha256")[:MAC_SIZE]
+    # HMAC-SHA256 over version, flags, key name, NUL, payload: the same bytes as one
+    # ``hmac.digest`` of the concatenation, fed to a copy of an HMAC already keyed.
+    mac = keys.mac_hmac(secret).copy()
+    mac.update(b"".join((version_and_flags, name.encode(), b"\0", payload)))
+    return mac.digest()[:MAC_SIZE]
 
 
 def _clamp(value: float) -> int:

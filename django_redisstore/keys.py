@@ -62,6 +62,20 @@ def mac_key(secret: str) -> bytes:
     return _derive(_MAC_SALT, secret)
 
 
+@lru_cache(maxsize=16)
+def _keyed(salt: str, secret: str) -> hmac.HMAC:
+    return hmac.new(_derive(salt, secret), digestmod=hashlib.sha256)
+
+
+def mac_hmac(secret: str) -> hmac.HMAC:
+    """An HMAC-SHA256 keyed with ``mac_key(secret)``, never fed: ``copy()`` it, then sign.
+
+    Keying an HMAC hashes two key blocks; a copy of a keyed one skips that (``hmac.digest``
+    pays it on every call: 1.5 us against 1.0 us for a 0.4 KB record).
+    """
+    return _keyed(_MAC_SALT, secret)
+
+
 _NEW_KEY_LENGTH = 32
 _NEW_KEY_SPACE = len(VALID_KEY_CHARS) ** _NEW_KEY_LENGTH
 
@@ -88,8 +102,9 @@ def is_valid_session_key(session_key: str | None) -> bool:
 
 def session_id(session_key: str, secret: str | None = None) -> str:
     """The hashed id under which the session with the cookie value ``session_key`` is kept."""
-    key = _derive(_NAME_SALT, settings.SECRET_KEY if secret is None else secret)
-    digest = hmac.digest(key, session_key.encode(), "sha256")[:16]
+    mac = _keyed(_NAME_SALT, settings.SECRET_KEY if secret is None else secret).copy()
+    mac.update(session_key.encode())
+    digest = mac.digest()[:16]
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 

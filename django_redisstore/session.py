@@ -12,13 +12,14 @@ change is one (a conditional write, plus index upkeep in the same pipeline), cre
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
 import time
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import django
 from django.conf import settings
@@ -29,7 +30,9 @@ from django.contrib.sessions.backends.base import (
     UpdateError,
 )
 from django.core.signals import setting_changed
+from django.core.signing import JSONSerializer
 from django.utils import timezone as django_timezone
+from django.utils.module_loading import import_string
 from redis.exceptions import ResponseError
 
 from . import codec, keys, merge
@@ -50,6 +53,10 @@ _CREATE_ATTEMPTS = 3
 _SAVE_ATTEMPTS = 64
 _BACKOFF_BASE = 0.0005
 _BACKOFF_CAP = 0.05
+
+#: What ``JSONSerializer.dumps`` builds on every call (``json.dumps`` with non-default
+#: separators makes a new encoder each time), made once: its ``encode`` gives the same bytes.
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 class SessionStore(SessionBase):
@@ -80,15 +87,21 @@ class SessionStore(SessionBase):
         #: Set when Redis failed the read and REDISSTORE_ON_REDIS_ERROR is "anonymous": the
         #: session is served empty and nothing may be written for the rest of this request.
         self._degraded = False
-        super().__init__(session_key)
+        # What SessionBase.__init__ does, without its import_string(SESSION_SERIALIZER) on every
+        # instantiation (0.8 us; the class is part of the settings snapshot). The attributes are
+        # Django's own: tests/test_fast_paths.py compares them with SessionBase's.
+        self._session_key = session_key
+        self.accessed = False
+        self.modified = False
+        self.serializer = _hot().serializer
         self._forget_record()
         self._sid_of: tuple[str, str, str] = ("", "", "")  # session key, secret, its id
 
     def _session_id(self, session_key: str) -> str:
         # A read and the save that follows both need the keyed hash: compute it once (2.5 us).
         key, secret, sid = self._sid_of
-        if key != session_key or secret != settings.SECRET_KEY:
-            secret = settings.SECRET_KEY
+        if key != session_key or secret != _hot().secret_key:
+            secret = _hot().secret_key
             sid = keys.session_id(session_key, secret)
             self._sid_of = (session_key, secret, sid)
         return sid
@@ -138,19 +151,20 @@ class SessionStore(SessionBase):
     def _slides() -> bool:
         # REDISSTORE_IDLE_TIMEOUT makes every read slide the TTL, as SESSION_SAVE_EVERY_REQUEST
         # does, without rewriting the data.
-        return bool(settings.SESSION_SAVE_EVERY_REQUEST) or conf.IDLE_TIMEOUT is not None
+        hot = _hot()
+        return hot.save_every_request or hot.idle_timeout is not None
 
     # Expiry: Django's, capped by the absolute lifetime ---------------------------------------
 
     def get_session_cookie_age(self) -> int:
         """With an idle timeout, a session without its own expiry lasts that long unused."""
-        idle = conf.IDLE_TIMEOUT
-        return int(settings.SESSION_COOKIE_AGE) if idle is None else idle
+        hot = _hot()
+        return hot.cookie_age if hot.idle_timeout is None else hot.idle_timeout
 
     @staticmethod
     def _deadline_of(created: float) -> int | None:
         """The unix time a session created at ``created`` ends whatever its activity."""
-        limit = conf.ABSOLUTE_TIMEOUT
+        limit = _hot().absolute_timeout
         # Whole seconds, as the header stores ``created``: every request computes the same.
         return None if limit is None else math.floor(created) + limit
 
@@ -159,6 +173,8 @@ class SessionStore(SessionBase):
         return self._deadline_of(self._created or now)
 
     def _cap_age(self, age: int, kwargs: dict[str, Any]) -> int:
+        if _hot().absolute_timeout is None:  # no cap: skip the clock
+            return age
         modification = kwargs.get("modification")
         now = modification.timestamp() if modification is not None else time.time()
         deadline = self._deadline(now)
@@ -177,7 +193,17 @@ class SessionStore(SessionBase):
     def get_expiry_age(self, **kwargs: Any) -> int:
         """Django's expiry age, cut short by ``REDISSTORE_ABSOLUTE_TIMEOUT``: the cookie's
         ``Max-Age`` (which SessionMiddleware takes from here) and the Redis TTL agree."""
-        return self._cap_age(super().get_expiry_age(**kwargs), kwargs)
+        # Django's own logic, without its ``timezone.now()`` (a datetime built on every save and
+        # used only for a datetime expiry) and its settings look-up: the common cases, an expiry
+        # in seconds or none, answer here; a date expiry goes to Django.
+        expiry = kwargs["expiry"] if "expiry" in kwargs else self.get("_session_expiry")
+        if not expiry:
+            age = self.get_session_cookie_age()
+        elif isinstance(expiry, (datetime, str)):
+            age = super().get_expiry_age(**kwargs)
+        else:
+            age = expiry
+        return self._cap_age(age, kwargs)
 
     def get_expiry_date(self, **kwargs: Any) -> datetime:
         return self._cap_date(super().get_expiry_date(**kwargs))
@@ -196,12 +222,19 @@ class SessionStore(SessionBase):
         return deadline if not until else int(min(until, deadline))
 
     def _decode_payload(self, payload: bytes) -> dict[str, Any]:
-        data = self.serializer().loads(payload)
+        if self.serializer is JSONSerializer:  # Django's default, exactly (not a subclass)
+            data = json.loads(payload.decode("latin-1"))  # what JSONSerializer.loads does
+        else:
+            data = self.serializer().loads(payload)
         if not isinstance(data, dict):
             raise ValueError(f"the session data is a {type(data).__name__}, not a dict")
         return data
 
     def _encode_payload(self, data: dict[str, Any]) -> bytes:
+        if self.serializer is JSONSerializer:
+            # Byte for byte JSONSerializer().dumps(data) (tests/test_fast_paths.py proves it
+            # on generated sessions), without an encoder built per call.
+            return _JSON_ENCODER.encode(data).encode("latin-1")
         payload = self.serializer().dumps(data)
         return payload.encode() if isinstance(payload, str) else payload
 
@@ -227,7 +260,7 @@ class SessionStore(SessionBase):
             (blob,) = yield [LOAD_SLIDING.call(name, repr(now))]
         else:
             (blob,) = yield [Call.command("GET", name)]
-        secret = settings.SECRET_KEY
+        secret = _hot().secret_key
         if blob is None and len(keys.secrets()) > 1:
             blob, secret, name = yield from self._find_rotated(session_key, name)
         self._forget_record()
@@ -249,7 +282,7 @@ class SessionStore(SessionBase):
             self._forget_record()
             self._session_key = None
             return {}
-        if secret != settings.SECRET_KEY:
+        if secret != _hot().secret_key:
             # Stored under a name derived from a fallback secret: move it under today's name.
             try:
                 yield from self._write_flow(data, now, create=True, retire=(name, self._user))
@@ -348,20 +381,21 @@ class SessionStore(SessionBase):
                     )
             until = self._cap(until, now)  # the absolute lifetime caps every slide
             payload = self._encode_payload(ours)
-            if conf.MAX_SIZE is not None and len(payload) > conf.MAX_SIZE:
+            hot = _hot()
+            if hot.max_size is not None and len(payload) > hot.max_size:
                 raise SessionTooLarge(
                     f"the session {name} is {len(payload)} bytes serialized, over "
-                    f"REDISSTORE_MAX_SIZE ({conf.MAX_SIZE}); nothing was written"
+                    f"REDISSTORE_MAX_SIZE ({hot.max_size}); nothing was written"
                 )
             blob, mac = codec.pack(
                 name,
                 payload,
-                secret=settings.SECRET_KEY,
+                secret=hot.secret_key,
                 created=self._created or now,
                 saved=now,
                 idle=0 if isinstance(expiry, (datetime, str)) else age,
                 until=until,
-                compress_min_size=_compress_min_size(),
+                compress_min_size=hot.compress_min_size,
             )
             if create:
                 write = Call.command("SET", name, blob, "NX", "PX", ttl * 1000)
@@ -381,9 +415,8 @@ class SessionStore(SessionBase):
                     self._session_cache = ours
                 return
             if base is None:
-                serializer = self.serializer()
-                base = serializer.loads(self._base) if self._base is not None else {}
-                mine = serializer.loads(self._encode_payload(data))
+                base = self._decode_payload(self._base) if self._base is not None else {}
+                mine = self._decode_payload(self._encode_payload(data))
             ours = self._merge_into(name, reply, base, mine)
             if attempt:
                 # Conflicting again: a request that reads and saves in a tight loop would keep
@@ -645,7 +678,7 @@ def _persistent(data: dict[str, Any]) -> bool:
     """Whether the session's cookie has an expiry (``get_expire_at_browser_close`` negated)."""
     expiry = data.get("_session_expiry")
     if expiry is None:
-        return not settings.SESSION_EXPIRE_AT_BROWSER_CLOSE
+        return not _hot().expire_at_browser_close
     return bool(expiry != 0)
 
 
@@ -660,15 +693,43 @@ def _is_wrong_type(error: RedisStoreError) -> bool:
     return isinstance(cause, ResponseError) and "WRONGTYPE" in str(cause)
 
 
+class _Settings(NamedTuple):
+    """The settings a request's read and save consult, read once per settings change.
+
+    A read-modify-write consulted a dozen settings, half of them ``REDISSTORE_*`` left at their
+    default, which Django answers through an ``AttributeError`` (about 2.5 us each): together a
+    third of the engine's own CPU. ``setting_changed`` (``override_settings``, pytest-django's
+    ``settings`` fixture) drops the snapshot.
+    """
+
+    secret_key: str
+    save_every_request: bool
+    expire_at_browser_close: bool
+    cookie_age: int
+    idle_timeout: int | None
+    absolute_timeout: int | None
+    max_size: int | None
+    compress_min_size: int | None
+    serializer: Any  # the SESSION_SERIALIZER class
+
+
 @lru_cache(maxsize=1)
-def _compress_min_size() -> int | None:
-    # Read once per settings change, not per save: a setting left at its default costs 2.7 us.
-    return conf.COMPRESS_MIN_SIZE
+def _hot() -> _Settings:
+    return _Settings(
+        secret_key=settings.SECRET_KEY,
+        save_every_request=bool(settings.SESSION_SAVE_EVERY_REQUEST),
+        expire_at_browser_close=bool(settings.SESSION_EXPIRE_AT_BROWSER_CLOSE),
+        cookie_age=int(settings.SESSION_COOKIE_AGE),
+        idle_timeout=conf.IDLE_TIMEOUT,
+        absolute_timeout=conf.ABSOLUTE_TIMEOUT,
+        max_size=conf.MAX_SIZE,
+        compress_min_size=conf.COMPRESS_MIN_SIZE,
+        serializer=import_string(settings.SESSION_SERIALIZER),
+    )
 
 
-def _forget_settings(setting: str, **kwargs: object) -> None:
-    if setting == "REDISSTORE_COMPRESS_MIN_SIZE":
-        _compress_min_size.cache_clear()
+def _forget_settings(**kwargs: object) -> None:
+    _hot.cache_clear()
 
 
 setting_changed.connect(_forget_settings, dispatch_uid="django_redisstore.session")

@@ -1,0 +1,151 @@
+"""The hot path's shortcuts give exactly what the plain computation gives.
+
+The shortcut for Django's default ``JSONSerializer`` writes and reads what the serializer itself
+would (any other ``SESSION_SERIALIZER`` is still called); the MACs made from a keyed HMAC's copy
+equal a one-shot ``hmac.digest`` of the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+from typing import Any
+
+import pytest
+import redis
+from django.contrib.sessions.backends.base import SessionBase
+from django.core.signing import JSONSerializer
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from django_redisstore import codec, keys
+from django_redisstore.session import SessionStore
+
+# Everything JSON can carry, and what Python's json accepts besides (non-finite floats, big
+# ints, any Unicode), nested.
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**200), max_value=2**200)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text()
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30,
+)
+sessions = st.dictionaries(st.text(), values, max_size=12)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality that counts NaN equal to itself (what a round trip of NaN gives)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(data=sessions)
+def test_fast_path_writes_the_bytes_json_serializer_writes(data: dict[str, Any]) -> None:
+    store = SessionStore()
+    assert store.serializer is JSONSerializer
+    expected = JSONSerializer().dumps(data)
+    assert store._encode_payload(data) == expected
+    assert _same(store._decode_payload(expected), JSONSerializer().loads(expected))
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(payload=st.binary(max_size=200))
+def test_fast_path_reads_any_bytes_as_json_serializer_does(payload: bytes) -> None:
+    store = SessionStore()
+    try:
+        expected: Any = JSONSerializer().loads(payload)
+    except Exception as e:  # the same kind of failure, or none
+        with pytest.raises(type(e)):
+            store._decode_payload(payload)
+        return
+    if isinstance(expected, dict):
+        assert _same(store._decode_payload(payload), expected)
+    else:
+        with pytest.raises(ValueError, match="not a dict"):
+            store._decode_payload(payload)
+
+
+def test_unserializable_data_fails_as_json_serializer_does() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        SessionStore()._encode_payload({"when": object()})
+
+
+class TaggedSerializer(JSONSerializer):
+    """A subclass of the default: the engine must call it, not take the shortcut."""
+
+    def dumps(self, obj: Any) -> bytes:
+        return b"tagged:" + super().dumps(obj)
+
+    def loads(self, data: bytes) -> Any:
+        assert data.startswith(b"tagged:")
+        return super().loads(data[len(b"tagged:") :])
+
+
+def test_a_subclass_of_json_serializer_is_called(settings: Any, redis_client: redis.Redis) -> None:
+    settings.SESSION_SERIALIZER = f"{__name__}.TaggedSerializer"
+    settings.REDISSTORE_COMPRESS_MIN_SIZE = None
+    session = SessionStore()
+    session["cart"] = [1, 2, 3]
+    session.save()
+    name = keys.session_name(keys.session_id(str(session.session_key)))
+    stored = redis_client.get(name)
+    assert stored is not None
+    assert stored[34:] == b'tagged:{"cart":[1,2,3]}'
+    assert SessionStore(session.session_key)["cart"] == [1, 2, 3]
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    secret=st.text(min_size=1),
+    name=st.text(),
+    head=st.binary(min_size=2, max_size=2),
+    payload=st.binary(max_size=5000),
+)
+def test_record_mac_is_hmac_sha256_of_the_signed_bytes(
+    secret: str, name: str, head: bytes, payload: bytes
+) -> None:
+    key = hashlib.sha256(("django_redisstore.codec.mac" + secret).encode()).digest()
+    message = head + name.encode() + b"\0" + payload
+    expected = hmac.digest(key, message, "sha256")[:16]
+    assert codec._sign(secret, name, head, payload) == expected
+    assert codec._sign(secret, name, head, payload) == expected  # the template stays unfed
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(secret=st.text(min_size=1), session_key=st.text(min_size=1))
+def test_session_id_is_the_keyed_hash_of_the_cookie_value(secret: str, session_key: str) -> None:
+    key = hashlib.sha256(("django_redisstore.keys.session-name" + secret).encode()).digest()
+    digest = hmac.digest(key, session_key.encode(), "sha256")[:16]
+    expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    assert keys.session_id(session_key, secret) == expected
+    assert keys.session_id(session_key, secret) == expected
+
+
+@pytest.mark.parametrize("session_key", [None, "a" * 32])
+def test_the_store_starts_with_the_attributes_django_gives_it(
+    settings: Any, session_key: str | None
+) -> None:
+    # SessionStore.__init__ repeats SessionBase.__init__ (without its per-call import): if a
+    # Django version sets more, or other, attributes, this fails.
+    settings.SESSION_SERIALIZER = f"{__name__}.TaggedSerializer"
+    django_store = SessionBase(session_key)
+    store = SessionStore(session_key)
+    assert vars(django_store)
+    for name, value in vars(django_store).items():
+        assert getattr(store, name) == value, name
+    assert store.serializer is TaggedSerializer
