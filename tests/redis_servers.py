@@ -140,7 +140,11 @@ class RedisServer(Running):
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.process = subprocess.Popen(self.command_line(), stdout=subprocess.DEVNULL)
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:  # never leave a server running behind a failed start
+            self.stop()
+            raise
         return self
 
     def wait_ready(self, timeout: float = 10.0) -> None:
