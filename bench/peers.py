@@ -502,12 +502,12 @@ class Bench:
         for label, engine, extra in variants:
             out[label] = {}
             for size, data in self.sizes.items():
-                before = set(admin.keys("*"))
+                before = set(admin.scan_iter(count=1000))
                 with self.engine_settings(engine), override_settings(**extra):
                     store = self.store_class(engine)()
                     store.update(data)
                     store.save()
-                new = set(admin.keys("*")) - before
+                new = set(admin.scan_iter(count=1000)) - before
                 sessions = [k for k in new if b":u:" not in k]
                 out[label][size] = {
                     "bytes": sum(admin.memory_usage(k, samples=0) or 0 for k in sessions),

@@ -531,17 +531,23 @@ def execute(client: Any, calls: Sequence[Call]) -> list[Any]:
             if again := _unknown_scripts(calls, results):
                 evals = [Call(calls[i].as_eval()) for i in again]
                 pipe = _pipeline(client, evals, wait, wait_options)
-                replies = pipe.execute(raise_on_error=False)
-                for i, reply in zip(again, replies, strict=False):
-                    results[i] = reply
-                if wait:
-                    results[-1] = replies[-1]
+                _take_eval_replies(results, again, pipe.execute(raise_on_error=False), wait)
     except _ERRORS as e:
         raise _translate(client, e) from e
     _check(client, results)
     if wait:
         _report_wait(results.pop(), calls)
     return results
+
+
+def _take_eval_replies(
+    results: list[Any], again: list[int], replies: list[Any], wait: object
+) -> None:
+    """Put the replies of the EVAL retry pipeline in the places of the calls it re-sent."""
+    for i, reply in zip(again, replies, strict=False):
+        results[i] = reply
+    if wait:
+        results[-1] = replies[-1]
 
 
 def _run_one(client: Any, call: Call) -> Any:
@@ -569,11 +575,7 @@ async def aexecute(client: Any, calls: Sequence[Call]) -> list[Any]:
             if again := _unknown_scripts(calls, results):
                 evals = [Call(calls[i].as_eval()) for i in again]
                 pipe = _pipeline(client, evals, wait, wait_options)
-                replies = await pipe.execute(raise_on_error=False)
-                for i, reply in zip(again, replies, strict=False):
-                    results[i] = reply
-                if wait:
-                    results[-1] = replies[-1]
+                _take_eval_replies(results, again, await pipe.execute(raise_on_error=False), wait)
     except _ERRORS as e:
         raise _translate(client, e) from e
     _check(client, results)
