@@ -16,8 +16,8 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.connection import parse_url
 from redis.exceptions import RedisError, ResponseError
 
+from .clients import TLS_OPTIONS, parse_address
 from .conf import conf
-from .connection import TLS_OPTIONS, parse_address
 
 ENGINE = "django_redisstore.session"
 _REDIS_CACHE_BACKENDS = (
@@ -383,7 +383,7 @@ def check_durability(**kwargs: Any) -> list[CheckMessage]:
     """
     if not _engine_in_use() or bool(conf.URL) == bool(conf.CACHE_ALIAS):
         return []  # check_connection reports the configuration error
-    from .connection import describe, get_client
+    from .clients import describe, get_client
 
     try:
         client = get_client()

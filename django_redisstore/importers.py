@@ -25,7 +25,9 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from . import keys
-from .connection import execute, get_client, run_all, scan_batches
+from .clients import get_client
+from .connection import execute, run_all
+from .keyspace import scan_batches
 from .scripts import Call
 
 #: Sessions written per round trip.

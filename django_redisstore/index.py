@@ -23,8 +23,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import codec, keys
+from .clients import get_async_client, get_client
 from .conf import conf
-from .connection import Flow, arun, ascan_batches, get_async_client, get_client, run, scan_batches
+from .connection import Flow, arun, run
+from .keyspace import ascan_batches, scan_batches
 from .middleware import Device, device_of
 from .scripts import Call
 

@@ -20,7 +20,7 @@ slots on Redis Cluster, and no key name carries a hash tag (``{...}``):
 
 Why not a hash tag in ``REDISSTORE_KEY_PREFIX``: ``{app}:s:...`` would hash every key of the site
 by ``app``, one slot on one primary (check ``django_redisstore.W030`` says so). Scans (``sessions
-inspect``/``purge``) visit every primary in turn: ``connection.scan_iter``.
+inspect``/``purge``) visit every primary in turn: ``keyspace.scan_batches``.
 """
 
 from __future__ import annotations

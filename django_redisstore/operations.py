@@ -23,16 +23,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from . import codec, keys
-from .connection import (
-    Scanned,
-    execute,
-    execute_packed,
-    execute_plain,
-    get_client,
-    run,
-    scan_batches,
-    unlink,
-)
+from .clients import get_client
+from .connection import execute, run
 from .index import (
     SessionInfo,
     end_user_sessions,
@@ -42,6 +34,7 @@ from .index import (
     user_sessions,
     utc,
 )
+from .keyspace import Scanned, execute_packed, execute_plain, scan_batches, unlink
 from .scripts import DELETE_IF_UNCHANGED, Call
 
 #: Called now and then during a walk with the fraction done (0 to 1) and the sessions seen.

@@ -16,7 +16,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from django_redisstore import end_user_sessions, keys, user_sessions
-from django_redisstore.connection import get_client
+from django_redisstore.clients import get_client
 from django_redisstore.middleware import DEVICE_KEY, device_of
 from django_redisstore.views import RememberMeLoginView
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from django_redisstore import connection
+from django_redisstore import clients, keyspace
 
 from .redis_servers import Cluster, RedisServer, RoundTrips, delete_keys
 
@@ -59,7 +59,7 @@ def redisstore(settings: Any, redis_server_url: str) -> Iterator[str]:
         delete_keys(client, f"{prefix}:*")
     finally:
         client.close()
-        connection.reset()
+        clients.reset()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -78,7 +78,7 @@ async def _close_async_clients(redisstore: str) -> AsyncIterator[None]:
     It depends on ``redisstore`` so that it runs before that fixture forgets the clients.
     """
     yield
-    await connection.aclose()
+    await clients.aclose()
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def cluster_client(cluster: Cluster) -> Iterator[RedisCluster]:
-    nodes = [ClusterNode(*connection.parse_address(a)) for a in cluster.start_nodes]
+    nodes = [ClusterNode(*clients.parse_address(a)) for a in cluster.start_nodes]
     client = RedisCluster(startup_nodes=nodes, password=CLUSTER_PASSWORD)
     yield client
     client.close()
@@ -114,9 +114,9 @@ def on_cluster(
     settings.REDISSTORE_URL = None
     settings.REDISSTORE_CLUSTER_NODES = cluster.start_nodes
     settings.REDISSTORE_CONNECTION_OPTIONS = {"password": CLUSTER_PASSWORD}
-    connection.reset()
+    clients.reset()
     crossslot_before = cluster.error_count("CROSSSLOT")
     yield  # the suite resets the clients once the async ones are closed
     assert cluster.error_count("CROSSSLOT") == crossslot_before, "a command spanned two hash slots"
-    for step in connection.scan_batches(cluster_client, f"{redisstore}:*"):
-        connection.unlink(cluster_client, step.names)
+    for step in keyspace.scan_batches(cluster_client, f"{redisstore}:*"):
+        keyspace.unlink(cluster_client, step.names)

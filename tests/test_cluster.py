@@ -18,7 +18,7 @@ import redis
 from django.contrib.auth import SESSION_KEY
 from redis.cluster import RedisCluster
 
-from django_redisstore import connection, keys
+from django_redisstore import clients, keys, keyspace
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.scripts import SAVE
 from django_redisstore.session import SessionStore
@@ -66,16 +66,16 @@ def test_scans_visit_every_primary_and_no_replica(
         session.create()
     expected = sorted(stored_name(s).encode() for s in sessions)
     pattern = f"{redisstore}:s:*"
-    found = [n for step in connection.scan_batches(cluster_client, pattern, 5) for n in step.names]
+    found = [n for step in keyspace.scan_batches(cluster_client, pattern, 5) for n in step.names]
     assert sorted(found) == expected  # each once: the replicas hold copies, and are not scanned
 
     async def scan() -> list[bytes]:
-        client = connection.get_async_client()
+        client = clients.get_async_client()
         try:
-            steps = connection.ascan_batches(client, pattern)
+            steps = keyspace.ascan_batches(client, pattern)
             return [name async for step in steps for name in step.names]
         finally:
-            await connection.aclose()
+            await clients.aclose()
 
     assert sorted(asyncio.run(scan())) == expected
 
@@ -196,7 +196,7 @@ def test_resharding_under_traffic_loses_no_session(
         except BaseException as e:
             errors.append(e)
         finally:
-            await connection.aclose()
+            await clients.aclose()
 
     workers = [threading.Thread(target=sync_traffic)]
     if has_async:

@@ -22,7 +22,7 @@ from django.urls import path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from django_redisstore import connection, keys, merge
+from django_redisstore import clients, keys, merge
 from django_redisstore.session import SessionStore
 
 from .command_helpers import saved_key
@@ -218,7 +218,7 @@ def test_threads_and_async_tasks_together_keep_every_change() -> None:
             await asyncio.to_thread(barrier.wait)
             await store.aset(f"task-{r}", r)
             await store.asave()
-        await connection.aclose()
+        await clients.aclose()
 
     threads = [threading.Thread(target=thread_request, args=(i,)) for i in range(THREADS)]
     for thread in threads:

@@ -23,7 +23,7 @@ import redis.asyncio
 from django.core.cache import caches
 from django.test import Client, override_settings
 
-from django_redisstore import connection, keys
+from django_redisstore import clients, keys
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
@@ -104,7 +104,7 @@ def test_cache_alias_sync_path_uses_the_caches_own_pool(
     cache_alias: str, redis_client: redis.Redis
 ) -> None:
     cache_client = caches[cache_alias].client.get_client(write=True)  # type: ignore[attr-defined]
-    assert connection.get_client().connection_pool is cache_client.connection_pool
+    assert clients.get_client().connection_pool is cache_client.connection_pool
     session = _round_trip()
     assert redis_client.exists(_name(session.session_key)) == 1
 
@@ -115,8 +115,8 @@ async def test_cache_alias_async_path_reaches_the_same_server(
 ) -> None:
     session = await _around_trip()
     assert redis_client.exists(_name(session.session_key)) == 1
-    sync_kwargs = connection.get_client().connection_pool.connection_kwargs
-    async_kwargs = connection.get_async_client().connection_pool.connection_kwargs
+    sync_kwargs = clients.get_client().connection_pool.connection_kwargs
+    async_kwargs = clients.get_async_client().connection_pool.connection_kwargs
     assert (async_kwargs["host"], async_kwargs["port"]) == (
         sync_kwargs["host"],
         sync_kwargs["port"],
@@ -130,7 +130,7 @@ async def test_cache_alias_async_path_reaches_the_same_server(
 
 def test_unix_socket_url(settings: Any, unix_server: RedisServer) -> None:
     settings.REDISSTORE_URL = f"unix://{unix_server.socket_path}?db=3"
-    assert connection.describe(connection.get_client()) == f"unix:{unix_server.socket_path}"
+    assert clients.describe(clients.get_client()) == f"unix:{unix_server.socket_path}"
     session = _round_trip()
     assert unix_server.client(db=3).exists(_name(session.session_key)) == 1
 
@@ -289,7 +289,7 @@ async def _aload_and_close(session: SessionStore) -> None:
     try:
         await session.aload()
     finally:
-        await connection.aclose()
+        await clients.aclose()
 
 
 @needs_async_api
@@ -323,11 +323,11 @@ def test_redis_down_on_save_raises_connection_interrupted(
 
 
 def test_the_sync_client_is_one_object_for_the_whole_process() -> None:
-    first = connection.get_client()
-    assert connection.get_client() is first
+    first = clients.get_client()
+    assert clients.get_client() is first
     seen: list[redis.Redis] = []
-    threads = [threading.Thread(target=lambda: seen.append(connection.get_client()))]
-    threads += [threading.Thread(target=lambda: seen.append(connection.get_client()))]
+    threads = [threading.Thread(target=lambda: seen.append(clients.get_client()))]
+    threads += [threading.Thread(target=lambda: seen.append(clients.get_client()))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -337,12 +337,12 @@ def test_the_sync_client_is_one_object_for_the_whole_process() -> None:
 
 @needs_async_api
 async def test_the_async_client_is_one_object_per_event_loop() -> None:
-    first = connection.get_async_client()
-    assert connection.get_async_client() is first
+    first = clients.get_async_client()
+    assert clients.get_async_client() is first
 
     async def request() -> redis.asyncio.Redis:
         await asyncio.sleep(0)
-        return connection.get_async_client()
+        return clients.get_async_client()
 
     results = await asyncio.gather(request(), request(), request())
     assert all(client is first for client in results)

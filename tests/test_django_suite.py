@@ -32,7 +32,7 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory, SimpleTestCase, override_settings
 
-from django_redisstore import connection
+from django_redisstore import clients
 from django_redisstore.session import SessionStore
 
 _PACKAGE = "django_upstream_sessions_tests"
@@ -119,7 +119,7 @@ def _closing_async_client(test: Callable[[Any], Awaitable[None]]) -> Callable[[A
         try:
             await test(self)
         finally:
-            await connection.get_async_client().aclose()
+            await clients.get_async_client().aclose()
 
     return run
 

@@ -20,7 +20,7 @@ from django.contrib.auth import SESSION_KEY
 from django.test import Client
 from django.utils import timezone
 
-from django_redisstore import connection, keys, scripts
+from django_redisstore import clients, keys, scripts
 from django_redisstore.session import SessionStore
 
 # Commands that would write a key without a TTL or strip one; the engine never sends them.
@@ -254,7 +254,7 @@ def test_sliding_load_slides_with_pexpire_only(
 
 def warm_up() -> None:
     """Connect and load the scripts, so that counting sees only the engine's own traffic."""
-    client = connection.get_client()
+    client = clients.get_client()
     client.ping()
     for script in scripts.ALL:
         client.script_load(script.source)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from redis.cluster import RedisCluster
 
-from django_redisstore import connection
+from django_redisstore import clients, keyspace
 
 pytestmark = pytest.mark.usefixtures("on_cluster")
 
@@ -22,7 +22,7 @@ def test_scan_batches_walks_every_primary_and_names_the_node(
 
     found: set[bytes] = set()
     nodes = set()
-    for node, batch, done in connection.scan_batches(cluster_client, f"{redisstore}:walk:*", 50):
+    for node, batch, done in keyspace.scan_batches(cluster_client, f"{redisstore}:walk:*", 50):
         for name in batch:
             assert node.exists(name)  # the node named holds the key
         found.update(batch)
@@ -31,7 +31,7 @@ def test_scan_batches_walks_every_primary_and_names_the_node(
 
     assert found == names
     assert len(nodes) == 3
-    assert connection.unlink(cluster_client, sorted(names)) == 300  # keys of many slots
+    assert keyspace.unlink(cluster_client, sorted(names)) == 300  # keys of many slots
     assert not any(cluster_client.exists(name) for name in names)
 
 
@@ -41,10 +41,10 @@ async def test_async_scan_walks_every_primary(
     names = {f"{redisstore}:awalk:{i}".encode() for i in range(100)}
     for name in names:
         cluster_client.set(name, b"1", ex=60)
-    client = connection.get_async_client()  # closed by the suite after the test
+    client = clients.get_async_client()  # closed by the suite after the test
     found = set()
-    async for _, batch, _ in connection.ascan_batches(client, f"{redisstore}:awalk:*", 20):
+    async for _, batch, _ in keyspace.ascan_batches(client, f"{redisstore}:awalk:*", 20):
         found.update(batch)
 
     assert found == names
-    assert connection.unlink(cluster_client, sorted(names)) == 100
+    assert keyspace.unlink(cluster_client, sorted(names)) == 100

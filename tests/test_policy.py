@@ -17,7 +17,7 @@ import redis
 from django.conf import settings as django_settings
 from django.test import AsyncClient, Client
 
-from django_redisstore import connection, keys
+from django_redisstore import clients, keys
 from django_redisstore.exceptions import ConnectionInterrupted, SessionTooLarge
 from django_redisstore.session import SessionStore
 from django_redisstore.unavailable import PAGE
@@ -336,9 +336,9 @@ async def test_async_session_over_max_size_is_refused(
 
 def test_clients_follow_the_retries_setting(settings: Any) -> None:
     # A changed REDISSTORE_RETRIES makes a new client rather than reusing one built before.
-    first = connection.get_client()
+    first = clients.get_client()
     settings.REDISSTORE_RETRIES = 7
-    assert connection.get_client() is not first
+    assert clients.get_client() is not first
 
 
 @needs_async_sessions

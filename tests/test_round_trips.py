@@ -15,7 +15,7 @@ import pytest
 from django.contrib.auth import SESSION_KEY
 from django.test import Client
 
-from django_redisstore import connection, scripts
+from django_redisstore import clients, scripts
 from django_redisstore.session import SessionStore
 
 from .redis_servers import RoundTrips
@@ -23,14 +23,14 @@ from .redis_servers import RoundTrips
 
 def warm_up() -> None:
     """Connect and load the scripts first: only the engine's own traffic is counted."""
-    client = connection.get_client()
+    client = clients.get_client()
     client.ping()
     for script in scripts.ALL:
         client.script_load(script.source)
 
 
 async def awarm_up() -> None:
-    client = connection.get_async_client()
+    client = clients.get_async_client()
     await client.ping()
     for script in scripts.ALL:
         await client.script_load(script.source)

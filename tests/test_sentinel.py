@@ -17,7 +17,7 @@ import pytest
 import redis
 from django.contrib.auth import SESSION_KEY
 
-from django_redisstore import connection, keys
+from django_redisstore import clients, keys
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
@@ -41,7 +41,7 @@ def use_sentinels(settings: Any, group: SentinelGroup) -> None:
     settings.REDISSTORE_SENTINEL_SERVICE = group.service
     settings.REDISSTORE_SENTINEL_OPTIONS = {"password": group.sentinel_password}
     settings.REDISSTORE_CONNECTION_OPTIONS = {"password": group.password}
-    connection.reset()
+    clients.reset()
 
 
 def primary_client(group: SentinelGroup) -> redis.Redis:
@@ -215,7 +215,7 @@ def test_failover_resumes_on_the_new_primary_without_losing_a_session(
         for worker in workers:
             worker.join()
         failures = [f for w in workers for f in w.failures]
-        connection.reset()
+        clients.reset()
         group.stop()
     assert failures == []
     for worker in workers:

@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.core.exceptions import ImproperlyConfigured
 
-from django_redisstore import connection
+from django_redisstore import clients
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
@@ -33,7 +33,7 @@ def tls_settings(server: TLSServer) -> dict[str, str]:
 def on_tls(settings: Any, redisstore: str, tls_server: TLSServer) -> Iterator[None]:
     settings.REDISSTORE_URL = tls_server.url
     settings.REDISSTORE_TLS = tls_settings(tls_server)
-    connection.reset()
+    clients.reset()
     yield  # the suite resets the clients once the async ones are closed
     with tls_server.client() as client:
         delete_keys(client, f"{redisstore}:*")
