@@ -186,7 +186,7 @@ def _from_redis_sessions(progress: Progress | None, result: ImportResult) -> Sou
     client = RedisServer("").get()
     prefix = rs_settings.SESSION_REDIS_PREFIX
     start = len(prefix) + 1 if prefix else 0
-    pattern = f"{keys._glob_escape(prefix)}:*" if prefix else "*"
+    pattern = f"{keys.glob_escape(prefix)}:*" if prefix else "*"
 
     def key_of(name: str) -> str | None:
         key = name[start:]

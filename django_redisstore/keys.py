@@ -129,7 +129,7 @@ def session_name(session_id: str) -> str:
 
 def session_pattern() -> str:
     """A ``SCAN MATCH`` pattern for every session of this prefix."""
-    return f"{_glob_escape(conf.KEY_PREFIX)}:s:*"
+    return f"{glob_escape(conf.KEY_PREFIX)}:s:*"
 
 
 def user_index_name(user_id: str) -> str:
@@ -139,13 +139,14 @@ def user_index_name(user_id: str) -> str:
 
 def user_index_pattern() -> str:
     """A ``SCAN MATCH`` pattern for every per-user index of this prefix."""
-    return f"{_glob_escape(conf.KEY_PREFIX)}:u:*"
+    return f"{glob_escape(conf.KEY_PREFIX)}:u:*"
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
+    """``text`` with the glob characters of a ``SCAN MATCH`` pattern escaped."""
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 def engine_pattern() -> str:
     """A ``SCAN MATCH`` pattern for every key of this prefix: sessions and user indexes."""
-    return f"{_glob_escape(conf.KEY_PREFIX)}:[su]:*"
+    return f"{glob_escape(conf.KEY_PREFIX)}:[su]:*"

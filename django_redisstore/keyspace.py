@@ -47,7 +47,9 @@ def _nodes(client: Any) -> list[Any]:
     return [client]
 
 
-def scan_batches(client: redis.Redis, match: str, count: int = 1000) -> Iterator[Scanned]:
+def scan_batches(
+    client: redis.Redis | redis.cluster.RedisCluster, match: str, count: int = 1000
+) -> Iterator[Scanned]:
     """Every key matching ``match``, a ``SCAN`` reply at a time.
 
     Never ``KEYS``: each step is one short ``SCAN ... COUNT`` that lets other clients in. On Redis
@@ -69,7 +71,7 @@ def scan_batches(client: redis.Redis, match: str, count: int = 1000) -> Iterator
 
 
 async def ascan_batches(
-    client: redis.asyncio.Redis, match: str, count: int = 1000
+    client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster, match: str, count: int = 1000
 ) -> AsyncIterator[Scanned]:
     """The async twin of ``scan_batches``. On Cluster each step names the cluster client (the
     async client has no per-node clients): commands about its keys are routed by key."""
