@@ -711,7 +711,7 @@ def network_rst(results: list[dict[str, Any]]) -> str:
     size, each Redis engine's ops/s with its ratio to the floor, and this engine's ratio to
     each peer (paired by round, like every ratio here)."""
     head = [
-        "RTT (PING)",
+        "round trip added",
         "workload",
         "floor",
         "redisstore",
@@ -723,7 +723,7 @@ def network_rst(results: list[dict[str, Any]]) -> str:
     body = []
     for result in results:
         net, rows = result["meta"]["network"], result["rows"]
-        rtt = f"{net['rtt']} ({net['ping_rtt_proxy_us']:.0f} us)"
+        rtt = f"+{net['rtt']} (PING {net['ping_rtt_proxy_us']:.0f} us)"
         for workload in ("rmw", "read", "read-sliding", "create"):
             for size in ("small", "large"):
                 try:
