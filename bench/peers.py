@@ -21,6 +21,12 @@ has it natively) sync and async API:
 
 Output: a table on the terminal, ``bench/results/peers-<time>.json`` (and ``peers-latest.json``)
 and, with ``--chart``, ``docs/benchmark.png``.
+
+``--rtt 200us`` (or ``0.5ms``...) puts ``bench/latency_proxy.py`` between every client and the
+server: Redis as if across a network, on a machine without ``tc netem``. The proxy runs as a
+separate process and delays each chunk by half the round trip each way; the run records the
+``PING`` round trip measured with and without it, and prints a table of the ratios between the
+Redis engines as well. Without ``--rtt`` nothing sits between the clients and Redis.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ sys.path.insert(0, str(ROOT))  # the engine, the test helpers and bench.site fro
 import redis  # noqa: E402
 import redis.asyncio  # noqa: E402
 
+from bench.latency_proxy import Proxy, format_duration, parse_duration, ping_rtt  # noqa: E402
 from tests.redis_servers import RedisServer, RoundTrips  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -646,9 +653,10 @@ def table(result: dict[str, Any]) -> str:
         text.append(
             f"  (redisstore: plus {per_entry} bytes per signed-in session in its user index)"
         )
-    text.append("")
-    text.append("targets (issue 6)")
-    for what, figure, bound, met in targets(result):
+    if result.get("targets"):
+        text.append("")
+        text.append("targets (issue 6)")
+    for what, figure, bound, met in (tuple(t.values()) for t in result.get("targets", [])):
         text.append(f"  {'PASS' if met else 'FAIL'}  {what:<50}{figure:>7.2f}  {bound}")
     return "\n".join(text)
 
@@ -685,6 +693,58 @@ def rst_table(result: dict[str, Any]) -> str:
         else:
             line.append("-")
         body.append(line)
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def fmt(cells: list[str]) -> str:
+        return "|" + "|".join(f" {c:<{w}} " for c, w in zip(cells, widths, strict=True)) + "|"
+
+    out = [rule, fmt(head), rule.replace("-", "="), *(x for b in body for x in (fmt(b), rule))]
+    return "\n".join(out)
+
+
+NETWORK_PEERS = ("cache+django-redis", "django-redis-sessions")
+
+
+def network_rst(results: list[dict[str, Any]]) -> str:
+    """README.rst's table for runs through the latency proxy: per round trip, workload and
+    size, each Redis engine's ops/s with its ratio to the floor, and this engine's ratio to
+    each peer (paired by round, like every ratio here)."""
+    head = [
+        "round trip added",
+        "workload",
+        "floor",
+        "redisstore",
+        *NETWORK_PEERS,
+        "ours / cache",
+        "ours / drs",
+        "round trips (ours/cache/drs)",
+    ]
+    body = []
+    for result in results:
+        net, rows = result["meta"]["network"], result["rows"]
+        rtt = f"+{net['rtt']} (PING {net['ping_rtt_proxy_us']:.0f} us)"
+        for workload in ("rmw", "read", "read-sliding", "create"):
+            for size in ("small", "large"):
+                try:
+                    ours = find(rows, "redisstore", workload, size)
+                except KeyError:
+                    continue
+                line = [rtt, f"{workload} {size}"]
+                line.append(f"{find(rows, 'floor', workload, size)['ops_per_s']:,.0f}")
+                for engine in ("redisstore", *NETWORK_PEERS):
+                    row = find(rows, engine, workload, size)
+                    line.append(f"{row['ops_per_s']:,.0f} ({row['ratio_to_floor']:.2f}x)")
+                for peer in NETWORK_PEERS:
+                    theirs = find(rows, peer, workload, size)["rates"]
+                    line.append(f"{paired_ratio(ours['rates'], theirs):.2f}")
+                trips = [
+                    find(rows, e, workload, size)["round_trips"]
+                    for e in ("redisstore", *NETWORK_PEERS)
+                ]
+                line.append("/".join(f"{t:g}" for t in trips))
+                body.append(line)
+                rtt = ""
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
     rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
 
@@ -775,17 +835,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="JSON file (default bench/results/...)")
     parser.add_argument("--engines", help="comma-separated engines (default all; floor always)")
     parser.add_argument("--workloads", help="comma-separated workloads (default all)")
+    parser.add_argument(
+        "--rtt",
+        type=parse_duration,
+        help="talk to Redis through bench/latency_proxy.py adding this round trip (200us, 1ms)",
+    )
+    parser.add_argument(
+        "--network-table",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="print README.rst's table of --rtt runs from their JSON files, and exit",
+    )
     args = parser.parse_args(argv)
+    if args.network_table:
+        print(network_rst([json.loads(p.read_text()) for p in args.network_table]))
+        return 0
     if args.quick:
         args.rounds, args.slice = 4, 0.04
 
     rng = random.Random(6)
     sizes = {"small": small_session(rng), "large": large_session(rng)}
     server = RedisServer().start()
+    proxy: Proxy | None = None
+    network: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="redisstore-bench-") as tmp:
         try:
-            configure_django(server.url, Path(tmp))
-            bench = Bench(server.url, sizes)
+            url = server.url
+            if args.rtt is not None:  # every client, the benchmark's own included, via the proxy
+                proxy = Proxy(server.port, args.rtt).start()
+                url = url.replace(f":{server.port}/", f":{proxy.port}/")
+                network = {
+                    "rtt": format_duration(args.rtt) if args.rtt else "0",
+                    "rtt_added_us": round(args.rtt * 1e6, 1),
+                    "ping_rtt_direct_us": round(ping_rtt(server.port) * 1e6, 1),
+                    "ping_rtt_proxy_us": round(ping_rtt(proxy.port) * 1e6, 1),
+                }
+                print(f"through the latency proxy: {network}", file=sys.stderr)
+            configure_django(url, Path(tmp))
+            bench = Bench(url, sizes)
             bench.build()
             if args.engines or args.workloads:  # a partial run, for development: no targets
                 engines = set((args.engines or ",".join(ENGINES)).split(",")) | {"floor"}
@@ -798,7 +886,11 @@ def main(argv: list[str] | None = None) -> int:
             bench.run(args.rounds, args.slice)
             memory = bench.memory()
             redis_version = bench.floor.info("server")["redis_version"]
+            if network is not None and proxy is not None:  # again, after the run
+                network["ping_rtt_proxy_after_us"] = round(ping_rtt(proxy.port) * 1e6, 1)
         finally:
+            if proxy is not None:
+                proxy.stop()
             server.stop()
     result = summarize(bench, memory)
     import django
@@ -819,16 +911,27 @@ def main(argv: list[str] | None = None) -> int:
         },
         "command": "python bench/peers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
+    if network is not None:
+        result["meta"]["network"] = network
+    partial = bool(args.engines or args.workloads)
     result["targets"] = [
-        {"what": w, "figure": round(f, 3), "bound": b, "met": m} for w, f, b, m in targets(result)
+        {"what": w, "figure": round(f, 3), "bound": b, "met": m}
+        for w, f, b, m in ([] if partial else targets(result))
     ]
     print(table(result))
+    if network is not None:
+        print(f"\nthrough the latency proxy: {network}")
+        print(network_rst([result]))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    output = args.output or RESULTS / f"peers-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}.json"
+    stamp = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    rtt = "" if network is None else f"rtt{network['rtt']}-"
+    output = args.output or RESULTS / f"peers-{rtt}{stamp}.json"
     text = json.dumps(result, indent=1)
     output.write_text(text)
     (RESULTS / "peers-latest.json").write_text(text)
-    if result["targets"]:  # a full run: the README's table too
+    if network is not None:  # README.rst's table for runs across a (simulated) network
+        output.with_suffix(".rst").write_text(network_rst([result]) + "\n")
+    elif result["targets"]:  # a full run: the README's table too
         output.with_suffix(".rst").write_text(rst_table(result) + "\n")
     print(f"\nwrote {output}", file=sys.stderr)
     if args.chart:
