@@ -693,14 +693,7 @@ def rst_table(result: dict[str, Any]) -> str:
         else:
             line.append("-")
         body.append(line)
-    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-
-    def fmt(cells: list[str]) -> str:
-        return "|" + "|".join(f" {c:<{w}} " for c, w in zip(cells, widths, strict=True)) + "|"
-
-    out = [rule, fmt(head), rule.replace("-", "="), *(x for b in body for x in (fmt(b), rule))]
-    return "\n".join(out)
+    return rst_grid(head, body)
 
 
 NETWORK_PEERS = ("cache+django-redis", "django-redis-sessions")
@@ -745,14 +738,7 @@ def network_rst(results: list[dict[str, Any]]) -> str:
                 line.append("/".join(f"{t:g}" for t in trips))
                 body.append(line)
                 rtt = ""
-    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
-    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-
-    def fmt(cells: list[str]) -> str:
-        return "|" + "|".join(f" {c:<{w}} " for c, w in zip(cells, widths, strict=True)) + "|"
-
-    out = [rule, fmt(head), rule.replace("-", "="), *(x for b in body for x in (fmt(b), rule))]
-    return "\n".join(out)
+    return rst_grid(head, body)
 
 
 def chart(result: dict[str, Any], path: Path) -> None:
@@ -946,6 +932,18 @@ def _hiredis() -> str | None:
     except ImportError:
         return None
     return str(hiredis.__version__)
+
+
+def rst_grid(head: list[str], body: list[list[str]]) -> str:
+    """``head`` and ``body`` as a reStructuredText grid table (README.rst shows them)."""
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def fmt(cells: list[str]) -> str:
+        return "|" + "|".join(f" {c:<{w}} " for c, w in zip(cells, widths, strict=True)) + "|"
+
+    out = [rule, fmt(head), rule.replace("-", "="), *(x for b in body for x in (fmt(b), rule))]
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
