@@ -8,7 +8,6 @@ topology (a ``RedisCluster`` on a cluster) for looking at what the engine wrote.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import django
@@ -19,6 +18,8 @@ from django.contrib.sessions.backends.base import UpdateError
 from django_redisstore import keys, operations
 from django_redisstore.index import auser_sessions, end_user_sessions, user_sessions
 from django_redisstore.session import SessionStore
+
+from .threads import run_threads
 
 
 def stored_name(session: SessionStore) -> str:
@@ -138,23 +139,14 @@ class Contract:
         session["start"] = True
         session.save()
         key = session.session_key
-        errors: list[BaseException] = []
 
         def work(worker: int) -> None:
-            try:
-                for i in range(15):
-                    mine = SessionStore(key)
-                    mine[f"w{worker}-{i}"] = i
-                    mine.save()
-            except BaseException as e:  # reported below, in the test's thread
-                errors.append(e)
+            for i in range(15):
+                mine = SessionStore(key)
+                mine[f"w{worker}-{i}"] = i
+                mine.save()
 
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert errors == []
+        run_threads(4, work)
         data = SessionStore(key).load()
         assert {f"w{w}-{i}" for w in range(4) for i in range(15)} <= set(data)
 

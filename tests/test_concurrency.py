@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import django
@@ -26,6 +25,7 @@ from django_redisstore import clients, keys, merge
 from django_redisstore.session import SessionStore
 
 from .command_helpers import saved_key
+from .threads import run_threads
 
 THREADS = 8
 ROUNDS = 50
@@ -40,33 +40,6 @@ def _loaded(session_key: str) -> SessionStore:
     session = SessionStore(session_key)
     session._get_session()
     return session
-
-
-def _run_threads(
-    count: int, work: Callable[[int], None], barrier: threading.Barrier | None = None
-) -> None:
-    """Run ``work(i)`` in ``count`` threads; re-raise the first failure in the caller.
-
-    A failing thread breaks ``barrier``, so that the others stop instead of waiting for it.
-    """
-    errors: list[BaseException] = []
-
-    def guarded(i: int) -> None:
-        try:
-            work(i)
-        except BaseException as e:  # reported below, with the thread's traceback
-            errors.append(e)
-            if barrier is not None:
-                barrier.abort()
-
-    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not any(thread.is_alive() for thread in threads), "a worker thread hung"
-    if errors:
-        raise errors[0]
 
 
 # Different keys: everybody keeps their change ----------------------------------------------------
@@ -95,7 +68,7 @@ def test_threads_changing_different_keys_all_keep_their_changes(
             session.save()
             barrier.wait()  # everyone saved: the next round reads the merged result
 
-    _run_threads(THREADS, request, barrier)
+    run_threads(THREADS, request, barrier)
 
     final = SessionStore(session_key).load()
     assert {k: final.pop(k) for k in initial} == initial
@@ -125,7 +98,7 @@ def test_many_more_parallel_writers_than_a_browser_opens_over_http1_all_succeed(
             session.save()
             barrier.wait()
 
-    _run_threads(writers, request, barrier)
+    run_threads(writers, request, barrier)
     final = SessionStore(session_key).load()
     assert final == {f"w{i}r{r}": r for i in range(writers) for r in range(3)}
 
@@ -144,7 +117,7 @@ def test_threads_writing_counters_of_their_own_lose_no_increment() -> None:
             session[f"count{i}"] = count + 1
             session.save()
 
-    _run_threads(THREADS, request, barrier)
+    run_threads(THREADS, request, barrier)
     final = SessionStore(session_key).load()
     assert final == {f"count{i}": ROUNDS for i in range(THREADS)}
 
@@ -269,7 +242,7 @@ def test_same_key_from_threads_ends_with_one_of_the_written_values() -> None:
             session.save()
             order.append(i)
 
-    _run_threads(THREADS, request, barrier)
+    run_threads(THREADS, request, barrier)
     assert SessionStore(session_key).load() == {"winner": order[-1]}
 
 
@@ -356,7 +329,7 @@ def test_a_save_racing_a_delete_from_threads_never_revives_the_session(
             else:
                 outcomes.append("saved")
 
-        _run_threads(THREADS, request, barrier)
+        run_threads(THREADS, request, barrier)
         name = keys.session_name(keys.session_id(session_key))
         assert redis_client.exists(name) == 0
         assert "deleted" in outcomes
@@ -467,7 +440,7 @@ def test_threads_logging_in_as_different_users_leave_one_whole_login() -> None:
             session[f"mine{i}"] = True
             session.save()
 
-        _run_threads(THREADS, request, barrier)
+        run_threads(THREADS, request, barrier)
         final = SessionStore(session_key).load()
         # Whoever saved last, the three values are that request's own view of the session: a
         # hash-only change keeps user 0 with its new hash, never another side's user.
@@ -595,7 +568,7 @@ def test_two_requests_moving_a_session_after_key_rotation_both_keep_their_change
         session[f"k{i}"] = i
         session.save()
 
-    _run_threads(THREADS, request, barrier)
+    run_threads(THREADS, request, barrier)
     assert SessionStore(session_key).load() == {"a": 1, **{f"k{i}": i for i in range(THREADS)}}
     assert redis_client.exists(old_name) == 0
 
@@ -623,7 +596,7 @@ def test_reads_racing_the_move_after_key_rotation_never_see_an_empty_session(
             assert session.load() == {"a": n}, f"reader {i} found no session"
             assert session.session_key == session_key
 
-        _run_threads(THREADS, request, barrier)
+        run_threads(THREADS, request, barrier)
 
 
 _json_values = st.one_of(

@@ -22,6 +22,7 @@ from django_redisstore.session import SessionStore
 
 from .command_helpers import make_session
 from .contract import index_members
+from .threads import run_threads
 
 
 def sid_of(session: SessionStore) -> str:
@@ -151,30 +152,21 @@ def test_index_stays_exact_under_concurrent_logins_and_logouts(
 ) -> None:
     survivors: list[str] = []
     lock = threading.Lock()
-    errors: list[BaseException] = []
 
     def worker(n: int) -> None:
-        try:
-            for i in range(15):
-                session = make_session(7, n=n, i=i)
-                if i % 3:  # two in three sign out again, some by flush, some by delete
-                    if i % 2:
-                        session.flush()
-                    else:
-                        session.delete()
+        for i in range(15):
+            session = make_session(7, n=n, i=i)
+            if i % 3:  # two in three sign out again, some by flush, some by delete
+                if i % 2:
+                    session.flush()
                 else:
-                    with lock:
-                        survivors.append(sid_of(session))
-        except BaseException as e:  # pragma: no cover - reported below
-            errors.append(e)
+                    session.delete()
+            else:
+                with lock:
+                    survivors.append(sid_of(session))
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(8, worker)
 
-    assert errors == []
     assert {info.id for info in django_redisstore.user_sessions(7)} == set(survivors)
     assert index_members(redis_client, "7") == set(survivors)
     assert len(survivors) == 8 * 5

@@ -39,6 +39,7 @@ from django_redisstore.session import SessionStore
 
 from .command_helpers import saved_key
 from .redis_servers import RedisServer
+from .threads import run_threads
 
 #: (workers, operations per worker): the suite's size, and the soak run's. One shared session
 #: gains a key per save, so its soak stays smaller: each save rewrites the whole session.
@@ -142,21 +143,12 @@ def test_threads_on_one_session_lose_no_update_and_the_last_writer_wins(
     workers, ops = size
     key = saved_key()
     writes = Writes()
-    errors: list[BaseException] = []
 
     def work(worker: int) -> None:
-        try:
-            for op in range(ops):
-                write_step(key, worker, op, writes)
-        except BaseException as e:
-            errors.append(e)
+        for op in range(ops):
+            write_step(key, worker, op, writes)
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_threads(workers, work)
     check_one_session(key, workers, ops, writes)
     check_redis(server, live={key}, retired=set())
 
@@ -352,22 +344,13 @@ def test_threads_across_many_sessions_keep_every_invariant(
 ) -> None:
     workers, ops = size
     pool = Pool(12)
-    errors: list[BaseException] = []
 
     def work(seed: int) -> None:
         rng = random.Random(seed)
-        try:
-            for _ in range(ops):
-                mixed_step(pool, rng)
-        except BaseException as e:
-            errors.append(e)
+        for _ in range(ops):
+            mixed_step(pool, rng)
 
-    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_threads(workers, work)
     report("threads, many sessions", pool, check_redis(server, pool.live, pool.retired))
 
 
