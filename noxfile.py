@@ -1,4 +1,4 @@
-"""Test, lint and demo sessions: ``python -m nox`` runs lint, types and the test matrix.
+"""Test, lint and demo sessions: ``python -m nox`` runs lint, types, docs and the test matrix.
 
 The test matrix covers every supported Django version on the Pythons it supports; interpreters
 that are not installed are skipped locally and fail the run on CI (nox's default when CI is set).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "types", "tests_oldest", "tests"]
+nox.options.sessions = ["lint", "types", "docs", "tests_oldest", "tests"]
 nox.options.reuse_venv = "yes"
 
 # Django version -> the Python it is tested on in the matrix (one cell per Django version keeps
@@ -62,6 +62,23 @@ def types(session: nox.Session) -> None:
     """mypy --strict with django-stubs."""
     session.install("mypy", "django-stubs", "pytest", "hypothesis", "django-redis", ".")
     session.run("mypy")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation (docs/) with Sphinx, every warning an error; HTML in docs/_build/html."""
+    session.install("-r", "docs/requirements.txt")
+    session.run(
+        "sphinx-build",
+        "-W",
+        "--keep-going",
+        "-n",
+        "-b",
+        "html",
+        "docs",
+        "docs/_build/html",
+        *session.posargs,
+    )
 
 
 @nox.session(python="3.11")
