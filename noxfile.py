@@ -27,6 +27,7 @@ TEST_DEPS = [
     "django-redis>=5.4",
     "playwright>=1.40",  # drives Debian's Chromium (/usr/bin/chromium); no browser download
     "django-redis-sessions>=0.6",  # a source of `sessions import`
+    "docutils>=0.18",  # tests/test_docs_snippets.py reads the code blocks of the manual
 ]
 
 
