@@ -509,6 +509,39 @@ def test_known_stale_entries_match() -> None:
         )
 
 
+#: Claims found wrong, which must not come back (CHANGES.rst records them and is not searched).
+STALE_CLAIMS = {
+    r"\b[Ii]ssue \d+": "a reference to the project's private tracker, which users cannot see",
+    r"round trip costs about 25": "a loopback PING measured 27-62 us (bench/README.rst)",
+    r"well under a gigabyte": "leaves out the per-user index (bench/index_memory.py)",
+    r"and so are expired ones": "import never reads expired sessions (importers.py)",
+    r"No visitor lost a visit": "the load test's page no longer counts visits",
+}
+#: Files that still hold some of them, fixed when README.rst is rewritten (strict: an entry
+#: must go once its file is clean).
+STALE_FILES = {"README.rst", "bench/README.rst"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(
+            path,
+            id=str(path.relative_to(ROOT)),
+            marks=[pytest.mark.xfail(strict=True, reason="being rewritten on other branches")]
+            if str(path.relative_to(ROOT)) in STALE_FILES
+            else [],
+        )
+        for path in FILES
+        if path.name != "CHANGES.rst"
+    ],
+)
+def test_no_stale_claims(path: Path) -> None:
+    text = " ".join(path.read_text(encoding="utf-8").split())
+    found = [why for claim, why in STALE_CLAIMS.items() if re.search(claim, text)]
+    assert not found, found
+
+
 def test_check_ids_are_documented() -> None:
     """The ids of docs/settings.rst's table are exactly those checks.py can report."""
     source = (ROOT / "django_redisstore" / "checks.py").read_text(encoding="utf-8")
