@@ -554,6 +554,25 @@ def test_check_ids_are_documented() -> None:
     )
 
 
+def test_every_setting_has_an_entry() -> None:
+    """Each setting that conf.py reads has a heading of its own in docs/settings.rst (type,
+    default and checks under it), and no heading names a setting that is gone."""
+    source = (ROOT / "django_redisstore" / "conf.py").read_text(encoding="utf-8")
+    read = set(re.findall(r"REDISSTORE_([A-Z_]+[A-Z])", source))
+    read |= set(re.findall(r"_get\(\s*\"([A-Z_]+)\"", source))
+    assert len(read) > 20, f"found only {sorted(read)} in conf.py: teach this test its new form"
+    doctree = publish_doctree(
+        (ROOT / "docs" / "settings.rst").read_text(encoding="utf-8"),
+        settings_overrides={"report_level": 5, "warning_stream": io.StringIO()},
+    )
+    titles = " ".join(node.astext() for node in doctree.findall(nodes.title))
+    headed = set(re.findall(r"REDISSTORE_([A-Z_]+[A-Z])", titles))
+    assert headed == read, (
+        f"no entry: {sorted(read - headed)}; entry for a setting conf.py does not read: "
+        f"{sorted(headed - read)}"
+    )
+
+
 def test_results_files_exist() -> None:
     """Every results file that the documentation cites is in the repository."""
     cited = set()
