@@ -55,6 +55,7 @@ import argparse
 import ast
 import functools
 import io
+import json
 import re
 import runpy
 import shlex
@@ -571,6 +572,20 @@ def test_every_setting_has_an_entry() -> None:
         f"no entry: {sorted(read - headed)}; entry for a setting conf.py does not read: "
         f"{sorted(headed - read)}"
     )
+
+
+def test_figures_are_dated_from_their_results() -> None:
+    """A docs page that cites a results file gives the date and time the file records."""
+    for page in (ROOT / "docs").glob("*.rst"):
+        text = page.read_text(encoding="utf-8")
+        cited = set(re.findall(r"(readme-[\w-]+)\.(?:json|rst)", text))
+        for name in cited:
+            results = ROOT / "bench" / "results" / f"{name}.json"
+            if not results.is_file():
+                continue  # test_results_files_exist reports it
+            date = json.loads(results.read_text(encoding="utf-8"))["meta"]["date"]
+            day, time = date.split()[:2]
+            assert day in text and time in text, f"{page.name} cites {name} without {date}"
 
 
 def test_results_files_exist() -> None:
