@@ -427,7 +427,7 @@ def parse_script(path: Path, args: list[str]) -> None:
         original(self, *a, **kw)
         raise _Parsed
 
-    argv = sys.argv
+    argv, search_path = sys.argv, sys.path[:]  # the scripts put the checkout on sys.path
     argparse.ArgumentParser.parse_args = parse_and_stop  # type: ignore[method-assign]
     sys.argv = [str(path), *args]
     try:
@@ -439,6 +439,7 @@ def parse_script(path: Path, args: list[str]) -> None:
     finally:
         argparse.ArgumentParser.parse_args = original  # type: ignore[method-assign]
         sys.argv = argv
+        sys.path[:] = search_path
     pytest.fail(f"{path.name} finished without parsing its arguments")
 
 
