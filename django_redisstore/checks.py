@@ -17,7 +17,7 @@ from redis.connection import parse_url
 from redis.exceptions import RedisError, ResponseError
 
 from .clients import TLS_OPTIONS, parse_address
-from .conf import conf
+from .conf import raw, read
 
 ENGINE = "django_redisstore.session"
 _REDIS_CACHE_BACKENDS = (
@@ -60,11 +60,9 @@ def _locations(cache: dict[str, Any]) -> list[str]:
 def check_connection(**kwargs: Any) -> list[CheckMessage]:
     if not _engine_in_use():
         return []
-    url, alias = conf.URL, conf.CACHE_ALIAS
+    url, alias = read("URL"), read("CACHE_ALIAS")
     caches: dict[str, dict[str, Any]] = getattr(settings, "CACHES", {})
-    if getattr(settings, "REDISSTORE_SENTINELS", None) or getattr(
-        settings, "REDISSTORE_CLUSTER_NODES", None
-    ):
+    if raw("SENTINELS") or raw("CLUSTER_NODES"):
         return []  # check_topology's business
     if not url and not alias:
         return [
@@ -170,13 +168,13 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
     """Sentinel, Cluster, TLS and WAIT settings, alone and in combination (E030-E036, W030)."""
     if not _engine_in_use():
         return []
-    sentinels = getattr(settings, "REDISSTORE_SENTINELS", None)
-    nodes = getattr(settings, "REDISSTORE_CLUSTER_NODES", None)
+    sentinels = raw("SENTINELS")
+    nodes = raw("CLUSTER_NODES")
     chosen = [
         name
         for name, value in (
-            ("REDISSTORE_URL", conf.URL),
-            ("REDISSTORE_CACHE_ALIAS", conf.CACHE_ALIAS),
+            ("REDISSTORE_URL", read("URL")),
+            ("REDISSTORE_CACHE_ALIAS", read("CACHE_ALIAS")),
             ("REDISSTORE_SENTINELS", sentinels),
             ("REDISSTORE_CLUSTER_NODES", nodes),
         )
@@ -193,7 +191,7 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
                 id="django_redisstore.E030",
             )
         )
-    service = getattr(settings, "REDISSTORE_SENTINEL_SERVICE", None)
+    service = raw("SENTINEL_SERVICE")
     if sentinels is not None:
         errors += _addresses("SENTINELS", sentinels)
     if bool(sentinels) != bool(service):
@@ -209,7 +207,7 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
         )
     if nodes is not None:
         errors += _addresses("CLUSTER_NODES", nodes)
-    options = conf.CONNECTION_OPTIONS
+    options = read("CONNECTION_OPTIONS")
     if nodes and options.get("db"):
         errors.append(
             Error(
@@ -219,10 +217,10 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
                 id="django_redisstore.E033",
             )
         )
-    if nodes and "{" in conf.KEY_PREFIX:
+    if nodes and "{" in read("KEY_PREFIX"):
         errors.append(
             Warning(
-                f"REDISSTORE_KEY_PREFIX {conf.KEY_PREFIX!r} has a '{{': on a Redis Cluster a "
+                f"REDISSTORE_KEY_PREFIX {read('KEY_PREFIX')!r} has a '{{': on a Redis Cluster a "
                 "hash tag in it would put every session in one slot, on one primary.",
                 hint="Use a prefix without braces: the engine needs no hash tags.",
                 id="django_redisstore.W030",
@@ -234,7 +232,7 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
 
 
 def _check_tls(topology: bool) -> list[CheckMessage]:
-    tls = getattr(settings, "REDISSTORE_TLS", None)
+    tls = raw("TLS")
     if tls is None:
         return []
     if not isinstance(tls, dict):
@@ -261,7 +259,7 @@ def _check_tls(topology: bool) -> list[CheckMessage]:
                 id="django_redisstore.E034",
             )
         )
-    url = conf.URL
+    url = read("URL")
     if not topology and url and not url.startswith("rediss://"):
         errors.append(
             Error(
@@ -286,7 +284,7 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     for name, check_id in _DURATIONS:
         try:
-            getattr(conf, name)
+            read(name)
         except ImproperlyConfigured as e:
             errors.append(
                 Error(str(e), hint="For example 3600 or timedelta(hours=1).", id=check_id)
@@ -294,7 +292,7 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
     try:
         from .middleware import _networks
 
-        _networks(tuple(conf.TRUSTED_PROXIES))
+        _networks(tuple(read("TRUSTED_PROXIES")))
     except (ImproperlyConfigured, TypeError) as e:
         errors.append(
             Error(
@@ -305,8 +303,8 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
         )
     if errors:
         return errors
-    absolute = conf.ABSOLUTE_TIMEOUT
-    if absolute is not None and absolute < conf.REMEMBER_ME_AGE:
+    absolute = read("ABSOLUTE_TIMEOUT")
+    if absolute is not None and absolute < read("REMEMBER_ME_AGE"):
         errors.append(
             Warning(
                 "REDISSTORE_REMEMBER_ME_AGE is longer than REDISSTORE_ABSOLUTE_TIMEOUT: "
@@ -320,16 +318,16 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
 
 def _check_wait() -> list[CheckMessage]:
     try:
-        replicas, timeout = conf.WAIT_REPLICAS, conf.WAIT_TIMEOUT
+        replicas, timeout = read("WAIT_REPLICAS"), read("WAIT_TIMEOUT")
     except (TypeError, ValueError) as e:
         problem = f"do not read as numbers ({e})"
     else:
         if replicas < 0:
             problem = f"ask for {replicas} replicas"
-        elif replicas and not 0 < timeout < conf.SOCKET_TIMEOUT:
+        elif replicas and not 0 < timeout < read("SOCKET_TIMEOUT"):
             problem = (
                 f"wait {timeout} s, which is not between 0 and REDISSTORE_SOCKET_TIMEOUT "
-                f"({conf.SOCKET_TIMEOUT} s): the socket would time out first, or WAIT would "
+                f"({read('SOCKET_TIMEOUT')} s): the socket would time out first, or WAIT would "
                 "block forever"
             )
         else:
@@ -349,7 +347,7 @@ def check_failure_policy(**kwargs: Any) -> list[CheckMessage]:
     if not _engine_in_use():
         return []
     errors: list[CheckMessage] = []
-    policy = getattr(settings, "REDISSTORE_ON_REDIS_ERROR", "raise")
+    policy = raw("ON_REDIS_ERROR")
     if policy not in ("raise", "anonymous"):
         errors.append(
             Error(
@@ -360,7 +358,7 @@ def check_failure_policy(**kwargs: Any) -> list[CheckMessage]:
             )
         )
     for name, minimum in (("RETRIES", 0), ("RETRY_AFTER", 0), ("MAX_SIZE", 1)):
-        value = getattr(settings, "REDISSTORE_" + name, minimum)
+        value = raw(name)
         if name == "MAX_SIZE" and value is None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -381,7 +379,7 @@ def check_durability(**kwargs: Any) -> list[CheckMessage]:
     Reads the server's settings with ``CONFIG GET``; where a managed Redis forbids ``CONFIG``,
     falls back to ``INFO`` for what it tells, and says what it could not check.
     """
-    if not _engine_in_use() or bool(conf.URL) == bool(conf.CACHE_ALIAS):
+    if not _engine_in_use() or bool(read("URL")) == bool(read("CACHE_ALIAS")):
         return []  # check_connection reports the configuration error
     from .clients import describe, get_client
 

@@ -26,7 +26,6 @@ import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     ClusterDownError,
@@ -40,6 +39,8 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .conf import conf
+from .conf import forget as forget_settings
+from .conf import get as get_settings
 from .exceptions import ConnectionInterrupted, RedisStoreError
 
 _lock = threading.Lock()
@@ -125,39 +126,9 @@ REDIS_6 = int(redis.__version__.split(".")[0]) >= 6
 _HEALTH_CHECKS = REDIS_6
 
 
-#: The settings that pick a client, as last read; None after a setting changed. Reading them
-#: costs a dozen settings look-ups (most of them for settings left at their default), which
-#: every Redis call would otherwise pay; ``setting_changed`` (override_settings) clears it.
-_current_key: tuple[Any, ...] | None = None
-
-
 def _config_key() -> tuple[Any, ...]:
-    global _current_key
-    key = _current_key
-    if key is None:
-        tls = conf.TLS
-        key = _current_key = (
-            conf.URL,
-            conf.CACHE_ALIAS,
-            repr(conf.SENTINELS),
-            conf.SENTINEL_SERVICE,
-            repr(sorted(conf.SENTINEL_OPTIONS.items())),
-            repr(conf.CLUSTER_NODES),
-            None if tls is None else repr(sorted(tls.items())),
-            conf.CONNECT_TIMEOUT,
-            conf.SOCKET_TIMEOUT,
-            conf.RETRIES,
-            repr(sorted(conf.CONNECTION_OPTIONS.items())),
-        )
-    return key
-
-
-def _forget_config(**kwargs: Any) -> None:
-    global _current_key
-    _current_key = None
-
-
-setting_changed.connect(_forget_config, dispatch_uid="django_redisstore.clients")
+    # The settings that pick a client (the snapshot computes the key once per settings change).
+    return get_settings().client_key
 
 
 def _tls_options() -> dict[str, Any]:
@@ -345,7 +316,7 @@ def reset() -> None:
                 sentinel.close()
         _clients.clear()
     _async_clients.clear()
-    _forget_config()
+    forget_settings()
 
 
 async def aclose() -> None:

@@ -22,13 +22,13 @@ from collections.abc import Generator, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio.cluster
-from django.core.signals import setting_changed
 from redis.exceptions import NoScriptError
 
 # ``run``/``arun``/``run_all`` call the client getters through this module's namespace: tests
 # replace ``connection.get_client`` / ``connection.get_async_client`` to forbid a client.
 from .clients import REDIS_ERRORS, get_async_client, get_client, is_cluster, translate_error
 from .conf import conf
+from .conf import get as get_settings
 from .scripts import LOAD_SLIDING, Call, Pause
 
 logger = logging.getLogger("django_redisstore")
@@ -42,25 +42,8 @@ Flow = Generator[list[Call] | Pause, list[Any], T]
 _READS = frozenset({"GET", "EXISTS", "PTTL", "TTL", "ZRANGE", "ZSCORE", "ZCARD", "SCAN"})
 
 
-#: ``REDISSTORE_WAIT_REPLICAS`` as last read (None: read it again). Every batch asks whether
-#: to follow its writes with ``WAIT``; a setting left at its default costs 2.5 us to look up.
-_current_replicas: int | None = None
-
-
 def _wait_replicas() -> int:
-    global _current_replicas
-    replicas = _current_replicas
-    if replicas is None:
-        replicas = _current_replicas = conf.WAIT_REPLICAS
-    return replicas
-
-
-def _forget_replicas(**kwargs: Any) -> None:
-    global _current_replicas
-    _current_replicas = None
-
-
-setting_changed.connect(_forget_replicas, dispatch_uid="django_redisstore.connection")
+    return get_settings().WAIT_REPLICAS
 
 
 def _check(client: Any, results: list[Any]) -> list[Any]:

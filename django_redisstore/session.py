@@ -18,25 +18,22 @@ import math
 import random
 import time
 from datetime import datetime, timezone
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import django
-from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import (
     CreateError,
     SessionBase,
     UpdateError,
 )
-from django.core.signals import setting_changed
 from django.core.signing import JSONSerializer
 from django.utils import timezone as django_timezone
-from django.utils.module_loading import import_string
 from redis.exceptions import ResponseError
 
 from . import codec, keys, merge
 from .conf import conf
+from .conf import get as snapshot
 from .connection import Flow, arun, run
 from .exceptions import ConnectionInterrupted, RedisStoreError, SessionTooLarge
 from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH, Call, Pause
@@ -93,15 +90,15 @@ class SessionStore(SessionBase):
         self._session_key = session_key
         self.accessed = False
         self.modified = False
-        self.serializer = _hot().serializer
+        self.serializer = snapshot().serializer
         self._forget_record()
         self._sid_of: tuple[str, str, str] = ("", "", "")  # session key, secret, its id
 
     def _session_id(self, session_key: str) -> str:
         # A read and the save that follows both need the keyed hash: compute it once (2.5 us).
         key, secret, sid = self._sid_of
-        if key != session_key or secret != _hot().secret_key:
-            secret = _hot().secret_key
+        if key != session_key or secret != snapshot().secret_key:
+            secret = snapshot().secret_key
             sid = keys.session_id(session_key, secret)
             self._sid_of = (session_key, secret, sid)
         return sid
@@ -151,20 +148,19 @@ class SessionStore(SessionBase):
     def _slides() -> bool:
         # REDISSTORE_IDLE_TIMEOUT makes every read slide the TTL, as SESSION_SAVE_EVERY_REQUEST
         # does, without rewriting the data.
-        hot = _hot()
-        return hot.save_every_request or hot.idle_timeout is not None
+        return snapshot().slides
 
     # Expiry: Django's, capped by the absolute lifetime ---------------------------------------
 
     def get_session_cookie_age(self) -> int:
         """With an idle timeout, a session without its own expiry lasts that long unused."""
-        hot = _hot()
-        return hot.cookie_age if hot.idle_timeout is None else hot.idle_timeout
+        hot = snapshot()
+        return hot.cookie_age if hot.IDLE_TIMEOUT is None else hot.IDLE_TIMEOUT
 
     @staticmethod
     def _deadline_of(created: float) -> int | None:
         """The unix time a session created at ``created`` ends whatever its activity."""
-        limit = _hot().absolute_timeout
+        limit = snapshot().ABSOLUTE_TIMEOUT
         # Whole seconds, as the header stores ``created``: every request computes the same.
         return None if limit is None else math.floor(created) + limit
 
@@ -173,7 +169,7 @@ class SessionStore(SessionBase):
         return self._deadline_of(self._created or now)
 
     def _cap_age(self, age: int, kwargs: dict[str, Any]) -> int:
-        if _hot().absolute_timeout is None:  # no cap: skip the clock
+        if snapshot().ABSOLUTE_TIMEOUT is None:  # no cap: skip the clock
             return age
         modification = kwargs.get("modification")
         now = modification.timestamp() if modification is not None else time.time()
@@ -260,7 +256,7 @@ class SessionStore(SessionBase):
             (blob,) = yield [LOAD_SLIDING.call(name, repr(now))]
         else:
             (blob,) = yield [Call.command("GET", name)]
-        secret = _hot().secret_key
+        secret = snapshot().secret_key
         if blob is None and len(keys.secrets()) > 1:
             blob, secret, name = yield from self._find_rotated(session_key, name)
         self._forget_record()
@@ -282,7 +278,7 @@ class SessionStore(SessionBase):
             self._forget_record()
             self._session_key = None
             return {}
-        if secret != _hot().secret_key:
+        if secret != snapshot().secret_key:
             # Stored under a name derived from a fallback secret: move it under today's name.
             try:
                 yield from self._write_flow(data, now, create=True, retire=(name, self._user))
@@ -320,7 +316,7 @@ class SessionStore(SessionBase):
         for secret, name, blob in zip(fallbacks, names, blobs, strict=True):
             if blob is not None:
                 return blob, secret, name
-        return moved, settings.SECRET_KEY, current
+        return moved, snapshot().secret_key, current
 
     def _touch_flow(self, sid: str, name: str, age: int, now: float) -> Flow[None]:
         until = self._cap(self._index_until(now, age), now)
@@ -381,11 +377,11 @@ class SessionStore(SessionBase):
                     )
             until = self._cap(until, now)  # the absolute lifetime caps every slide
             payload = self._encode_payload(ours)
-            hot = _hot()
-            if hot.max_size is not None and len(payload) > hot.max_size:
+            hot = snapshot()
+            if hot.MAX_SIZE is not None and len(payload) > hot.MAX_SIZE:
                 raise SessionTooLarge(
                     f"the session {name} is {len(payload)} bytes serialized, over "
-                    f"REDISSTORE_MAX_SIZE ({hot.max_size}); nothing was written"
+                    f"REDISSTORE_MAX_SIZE ({hot.MAX_SIZE}); nothing was written"
                 )
             blob, mac = codec.pack(
                 name,
@@ -395,7 +391,7 @@ class SessionStore(SessionBase):
                 saved=now,
                 idle=0 if isinstance(expiry, (datetime, str)) else age,
                 until=until,
-                compress_min_size=hot.compress_min_size,
+                compress_min_size=hot.COMPRESS_MIN_SIZE,
             )
             if create:
                 write = Call.command("SET", name, blob, "NX", "PX", ttl * 1000)
@@ -455,7 +451,7 @@ class SessionStore(SessionBase):
     ) -> dict[str, Any]:
         """Our changes (``base`` to ``mine``) on top of ``current``, which someone else wrote."""
         try:
-            record, theirs = self._read(name, current, settings.SECRET_KEY)
+            record, theirs = self._read(name, current, snapshot().secret_key)
         except codec.InvalidRecord as e:
             security_logger.warning("Session data under %s failed verification: %s", name, e)
             self._version = codec.version_of(current)  # nothing to merge with: replace it
@@ -494,7 +490,7 @@ class SessionStore(SessionBase):
     def _user_in(self, name: str, blob: bytes) -> str | None:
         """The user a stored record belongs to, or None (anonymous, or not a valid record)."""
         try:
-            return _user_of(self._read(name, blob, settings.SECRET_KEY)[1])
+            return _user_of(self._read(name, blob, snapshot().secret_key)[1])
         except codec.InvalidRecord:
             return None
 
@@ -678,7 +674,7 @@ def _persistent(data: dict[str, Any]) -> bool:
     """Whether the session's cookie has an expiry (``get_expire_at_browser_close`` negated)."""
     expiry = data.get("_session_expiry")
     if expiry is None:
-        return not _hot().expire_at_browser_close
+        return not snapshot().expire_at_browser_close
     return bool(expiry != 0)
 
 
@@ -691,45 +687,3 @@ def _is_wrong_type(error: RedisStoreError) -> bool:
     """True when Redis refused a read because the key holds something other than a string."""
     cause = error.__cause__
     return isinstance(cause, ResponseError) and "WRONGTYPE" in str(cause)
-
-
-class _Settings(NamedTuple):
-    """The settings a request's read and save consult, read once per settings change.
-
-    A read-modify-write consulted a dozen settings, half of them ``REDISSTORE_*`` left at their
-    default, which Django answers through an ``AttributeError`` (about 2.5 us each): together a
-    third of the engine's own CPU. ``setting_changed`` (``override_settings``, pytest-django's
-    ``settings`` fixture) drops the snapshot.
-    """
-
-    secret_key: str
-    save_every_request: bool
-    expire_at_browser_close: bool
-    cookie_age: int
-    idle_timeout: int | None
-    absolute_timeout: int | None
-    max_size: int | None
-    compress_min_size: int | None
-    serializer: Any  # the SESSION_SERIALIZER class
-
-
-@lru_cache(maxsize=1)
-def _hot() -> _Settings:
-    return _Settings(
-        secret_key=settings.SECRET_KEY,
-        save_every_request=bool(settings.SESSION_SAVE_EVERY_REQUEST),
-        expire_at_browser_close=bool(settings.SESSION_EXPIRE_AT_BROWSER_CLOSE),
-        cookie_age=int(settings.SESSION_COOKIE_AGE),
-        idle_timeout=conf.IDLE_TIMEOUT,
-        absolute_timeout=conf.ABSOLUTE_TIMEOUT,
-        max_size=conf.MAX_SIZE,
-        compress_min_size=conf.COMPRESS_MIN_SIZE,
-        serializer=import_string(settings.SESSION_SERIALIZER),
-    )
-
-
-def _forget_settings(**kwargs: object) -> None:
-    _hot.cache_clear()
-
-
-setting_changed.connect(_forget_settings, dispatch_uid="django_redisstore.session")
