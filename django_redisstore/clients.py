@@ -33,6 +33,7 @@ from redis.exceptions import (
     ReadOnlyError,
     RedisClusterException,
     RedisError,
+    ResponseError,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -41,7 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .conf import conf
 from .conf import forget as forget_settings
 from .conf import get as get_settings
-from .exceptions import ConnectionInterrupted, RedisStoreError
+from .exceptions import ConnectionInterrupted, RedisStoreError, WrongType
 
 _lock = threading.Lock()
 _clients: dict[tuple[Any, ...], Any] = {}
@@ -387,11 +388,19 @@ def _unreachable(error: Exception) -> bool:
 
 
 def translate_error(client: Any, error: Exception) -> RedisStoreError:
-    """What redis-py raised, as the engine's exception naming ``describe(client)``."""
+    """What redis-py raised, as the engine's exception naming ``describe(client)``.
+
+    The one place that reads redis-py's errors: every Redis call of the package goes through
+    ``connection.execute``/``aexecute`` or ``keyspace`` (scans, packed pipelines), which raise
+    what this returns. Redis reports a wrong type only as text (``WRONGTYPE ...``): it is
+    recognised here, once, and raised as ``WrongType``.
+    """
     if _unreachable(error):
         kind = "timed out" if isinstance(error, RedisTimeoutError) else "is unreachable"
         return ConnectionInterrupted(f"Redis at {describe(client)} {kind}: {error}")
     if isinstance(error, _UNAVAILABLE):
         where = describe(client)
         return ConnectionInterrupted(f"Redis at {where} cannot take the command now: {error}")
+    if isinstance(error, ResponseError) and str(error).startswith("WRONGTYPE"):
+        return WrongType(f"Redis at {describe(client)} answered with an error: {error}")
     return RedisStoreError(f"Redis at {describe(client)} answered with an error: {error}")

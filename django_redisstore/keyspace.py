@@ -57,8 +57,8 @@ def scan_batches(
     on), and each step names its node, so that the keys it found can be handled there. Keys
     present for the whole walk are returned at least once; a key may come twice.
     """
-    nodes = _nodes(client)
     try:
+        nodes = _nodes(client)
         for done, node in enumerate(nodes):
             cursor = 0
             while True:

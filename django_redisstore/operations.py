@@ -243,7 +243,8 @@ def find_session(session_key: str) -> tuple[SessionInfo, dict[str, Any]] | None:
 
 def user_is_indexed(user_id: str) -> bool:
     """Whether ``user_id`` has an index (a user deleted from the database may still have one)."""
-    return bool(get_client().exists(keys.user_index_name(user_id)))
+    (found,) = execute(get_client(), [Call.command("EXISTS", keys.user_index_name(user_id))])
+    return bool(found)
 
 
 # purge ------------------------------------------------------------------------------------------

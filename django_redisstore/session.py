@@ -29,13 +29,12 @@ from django.contrib.sessions.backends.base import (
 )
 from django.core.signing import JSONSerializer
 from django.utils import timezone as django_timezone
-from redis.exceptions import ResponseError
 
 from . import codec, keys, merge
 from .conf import conf
 from .conf import get as snapshot
 from .connection import Flow, arun, run
-from .exceptions import ConnectionInterrupted, RedisStoreError, SessionTooLarge
+from .exceptions import ConnectionInterrupted, RedisStoreError, SessionTooLarge, WrongType
 from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH, Call, Pause
 
 security_logger = logging.getLogger("django.security.SuspiciousSession")
@@ -536,7 +535,7 @@ class SessionStore(SessionBase):
         outage propagates, unless REDISSTORE_ON_REDIS_ERROR is "anonymous": then the request
         sees an empty session while the cookie and the stored record stay as they are.
         """
-        if _is_wrong_type(error):
+        if isinstance(error, WrongType):
             name = keys.session_name(keys.session_id(self.session_key or ""))
             security_logger.warning("Session data under %s is not a session: %s", name, error)
             self._forget_record()
@@ -681,9 +680,3 @@ def _persistent(data: dict[str, Any]) -> bool:
 def _user_of(data: dict[str, Any]) -> str | None:
     user = data.get(SESSION_KEY)
     return None if user is None else str(user)
-
-
-def _is_wrong_type(error: RedisStoreError) -> bool:
-    """True when Redis refused a read because the key holds something other than a string."""
-    cause = error.__cause__
-    return isinstance(cause, ResponseError) and "WRONGTYPE" in str(cause)
