@@ -27,7 +27,7 @@ from django.utils.module_loading import import_string
 from . import keys
 from .clients import get_client
 from .connection import execute, run_all
-from .keyspace import scan_batches
+from .keyspace import Progress, get_with_ttl, scan_batches, with_ttl
 from .scripts import Call
 
 #: Sessions written per round trip.
@@ -36,7 +36,6 @@ BATCH = 500
 #: A session read from another engine: its key, data, and seconds left (None: unknown, the
 #: session's own expiry age then applies).
 Source = Iterator[tuple[str, dict[str, Any], int | None]]
-Progress = Callable[[float, int], None]
 
 #: The engines ``--from`` accepts, by short name and by ``SESSION_ENGINE`` path.
 ENGINES = {
@@ -126,12 +125,11 @@ def _from_redis(
         wanted = [(name, key_of(name.decode())) for name in names]
         wanted = [(name, key) for name, key in wanted if key is not None]
         if wanted:
-            calls = [Call.command(c, name) for name, _ in wanted for c in ("GET", "PTTL")]
-            replies = execute(client, calls)
-            for i, (_, key) in enumerate(wanted):
-                value, pttl = replies[2 * i], replies[2 * i + 1]
-                if value is None or pttl == -2:
+            replies = execute(client, get_with_ttl([name for name, _ in wanted]))
+            for (_, key), found in zip(wanted, with_ttl(replies), strict=True):
+                if found is None:
                     continue
+                value, pttl = found
                 try:
                     data = decode(value)
                 except Exception:

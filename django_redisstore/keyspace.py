@@ -10,7 +10,7 @@ they live.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import redis
@@ -155,3 +155,19 @@ def unlink(client: Any, names: Sequence[bytes | str]) -> int:
     if is_cluster(client):
         return sum(execute(client, [Call.command("UNLINK", name) for name in names]))
     return int(execute_plain(client, [("UNLINK", *names)])[0])
+
+
+#: Called now and then during a walk with the fraction done (0 to 1) and the keys seen.
+Progress = Callable[[float, int], None]
+
+
+def get_with_ttl(names: Sequence[str | bytes]) -> list[Call]:
+    """``GET`` and ``PTTL`` of each of ``names``: one batch, its replies for ``with_ttl``."""
+    return [Call.command(command, name) for name in names for command in ("GET", "PTTL")]
+
+
+def with_ttl(replies: Sequence[Any]) -> list[tuple[bytes, int] | None]:
+    """The value and ``PTTL`` (ms) of each key ``get_with_ttl`` asked about, in order; None for
+    a key that is gone (``PTTL`` -2: it went between the two commands)."""
+    pairs = zip(replies[0::2], replies[1::2], strict=True)
+    return [None if value is None or pttl == -2 else (value, pttl) for value, pttl in pairs]
