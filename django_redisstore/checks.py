@@ -1,5 +1,7 @@
 """System checks: misconfiguration is reported by ``manage.py check`` before the first request.
 
+Private: no stable API.
+
 Ids are stable: ``django_redisstore.E001``... for errors, ``...W001``... for warnings.
 """
 
@@ -290,7 +292,7 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
                 Error(str(e), hint="For example 3600 or timedelta(hours=1).", id=check_id)
             )
     try:
-        from .middleware import _networks
+        from .devices import _networks
 
         _networks(tuple(read("TRUSTED_PROXIES")))
     except (ImproperlyConfigured, TypeError) as e:

@@ -1,5 +1,7 @@
 """Redis clients: one per topology and settings, made on first use, and what their failures mean.
 
+Private: no stable API.
+
 The only module that knows how a client is built for the topology the settings name: one server
 (``REDISSTORE_URL`` or ``REDISSTORE_CACHE_ALIAS``), a primary found through Sentinel
 (``REDISSTORE_SENTINELS``), or a Redis Cluster (``REDISSTORE_CLUSTER_NODES``), with the TLS,
@@ -9,7 +11,7 @@ timeout and retry options of each. The clients are redis-py's own (``Sentinel``'
 The sync client is process-wide; async clients belong to one event loop each (``aclose`` before
 the loop ends). ``describe`` names where a client connects, never with its password, and
 ``translate_error`` turns what redis-py raises into the engine's exceptions with that address.
-Sending calls is ``connection``'s business; walking the keyspace, ``keyspace``'s.
+Sending calls is ``flows``' business; walking the keyspace, ``keyspace``'s.
 """
 
 from __future__ import annotations
@@ -391,7 +393,7 @@ def translate_error(client: Any, error: Exception) -> RedisStoreError:
     """What redis-py raised, as the engine's exception naming ``describe(client)``.
 
     The one place that reads redis-py's errors: every Redis call of the package goes through
-    ``connection.execute``/``aexecute`` or ``keyspace`` (scans, packed pipelines), which raise
+    ``flows.execute``/``aexecute`` or ``keyspace`` (scans, packed pipelines), which raise
     what this returns. Redis reports a wrong type only as text (``WRONGTYPE ...``): it is
     recognised here, once, and raised as ``WrongType``.
     """

@@ -1,5 +1,7 @@
 """How one session is laid out in its Redis string.
 
+Private: no stable API.
+
 A fixed 34-byte header, then the payload (the output of ``SESSION_SERIALIZER``, compressed when
 large)::
 

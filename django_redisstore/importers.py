@@ -1,5 +1,7 @@
 """Copy the live sessions of another session engine into this one (``sessions import``).
 
+Private: no stable API.
+
 Switching ``SESSION_ENGINE`` then signs nobody out: each session keeps its key (the cookie
 value browsers hold), its data and the lifetime it had left, and signed-in ones are filed in
 their user's index. Sources read as they stream (a database cursor in chunks, or ``SCAN``),
@@ -26,9 +28,8 @@ from django.utils.module_loading import import_string
 
 from . import keys
 from .clients import get_client
-from .connection import execute, run_all
+from .flows import Call, execute, run_all
 from .keyspace import Progress, get_with_ttl, scan_batches, with_ttl
-from .scripts import Call
 
 #: Sessions written per round trip.
 BATCH = 500

@@ -1,4 +1,7 @@
-"""The per-user index, read: a user's live sessions, "sign out everywhere", and its pruning.
+"""The per-user index: list a user's live sessions, end them ("sign out everywhere"), prune it.
+
+Public: ``user_sessions``, ``end_user_sessions``, their async twins and ``SessionInfo`` (all
+importable from ``django_redisstore``); the rest is private (no stable API).
 
 The engine files every signed-in session under ``<prefix>:u:<user id>`` (see ``keys``) as it
 writes it. An entry can outlive its session: Redis expired the session early (``maxmemory``
@@ -8,7 +11,7 @@ decoded with the engine's own codec, and entries whose session is gone, or now b
 someone else, are removed from the index on the way. Entries whose score has passed are
 certainly gone and are dropped without a look.
 
-Each operation is one flow, driven by ``connection.run`` or ``connection.arun``: the sync and
+Each operation is one flow, driven by ``flows.run`` or ``flows.arun``: the sync and
 async functions differ only in the driver. Reading a user's sessions costs two round trips (three
 when it prunes), ending them one more.
 """
@@ -28,10 +31,9 @@ from . import codec, keys
 from .clients import get_async_client, get_client
 from .conf import conf
 from .conf import get as get_settings
-from .connection import Flow, arun, run
+from .devices import Device, device_of
+from .flows import Call, Flow, arun, run
 from .keyspace import ascan_batches, get_with_ttl, scan_batches, with_ttl
-from .middleware import Device, device_of
-from .scripts import Call
 
 logger = logging.getLogger("django_redisstore")
 

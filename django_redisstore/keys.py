@@ -1,5 +1,7 @@
 """Names of the Redis keys this package writes, and the secrets they are derived from.
 
+Private: no stable API.
+
 Two kinds of key, each touched by single-key commands only, so no command ever spans two hash
 slots on Redis Cluster, and no key name carries a hash tag (``{...}``):
 

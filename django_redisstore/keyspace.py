@@ -1,10 +1,12 @@
 """Walking the keyspace, for the bulk tools (``sessions inspect``/``purge``, the importers, the
 per-user indexes).
 
+Private: no stable API.
+
 ``scan_batches``/``ascan_batches`` visit every key matching a pattern one ``SCAN`` step at a time
 (each primary in turn on a cluster), with ``scan_progress`` telling how far the walk has got.
 ``execute_plain``/``execute_packed`` send the thousands of small plain commands such a step
-calls for at less cost per command than ``connection.execute``; ``unlink`` removes keys wherever
+calls for at less cost per command than ``flows.execute``; ``unlink`` removes keys wherever
 they live.
 """
 
@@ -18,8 +20,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from .clients import REDIS_6, REDIS_ERRORS, is_cluster, translate_error
-from .connection import execute
-from .scripts import Call
+from .flows import Call, execute
 
 
 def scan_progress(cursor: int) -> float:

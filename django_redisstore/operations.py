@@ -1,6 +1,8 @@
 """Bulk operations on this prefix's sessions: what ``manage.py sessions inspect`` and ``purge``
 run. The command only parses arguments and formats what these functions return.
 
+Private: no stable API.
+
 Everything streams: the keyspace is walked with ``SCAN ... MATCH <prefix>:s:* COUNT 1000``
 (never ``KEYS``), each reply is handled with a few pipelines and then forgotten, so memory
 stays flat however many sessions there are. Only keys of this prefix are read or deleted.
@@ -26,7 +28,7 @@ from django.contrib.auth import SESSION_KEY
 
 from . import codec, keys
 from .clients import get_client
-from .connection import execute, run
+from .flows import Call, execute, run
 from .index import (
     SessionInfo,
     decode,
@@ -46,7 +48,7 @@ from .keyspace import (
     unlink,
     with_ttl,
 )
-from .scripts import DELETE_IF_UNCHANGED, Call
+from .scripts import DELETE_IF_UNCHANGED
 
 #: ``SCAN`` hint: keys per step. Larger steps mean fewer round trips, longer single commands.
 SCAN_COUNT = 1000

@@ -2,8 +2,8 @@
 
 ``SessionStore`` does what Django's session contract asks (load, exists, create, save, delete,
 cycle_key, the expiry getters, and their async twins) and delegates the rest: the Redis work of
-each operation to a flow of ``storage`` (written once, driven by ``connection.run`` with the sync
-client or ``connection.arun`` with the async one), the expiry arithmetic to ``expiry``, the
+each operation to a flow of ``storage`` (written once, driven by ``flows.run`` with the sync
+client or ``flows.arun`` with the async one), the expiry arithmetic to ``expiry``, the
 record format and the payload to ``codec``. What a request gets when Redis fails is decided here
 (``REDISSTORE_ON_REDIS_ERROR``). Nothing connects until a session is actually read or written.
 """
@@ -20,8 +20,8 @@ from django.contrib.sessions.backends.base import SessionBase
 
 from . import codec, expiry, keys, storage
 from .conf import get as snapshot
-from .connection import Flow, arun, run
 from .exceptions import ConnectionInterrupted, RedisStoreError, WrongType
+from .flows import Flow, arun, run
 
 security_logger = logging.getLogger("django.security.SuspiciousSession")
 logger = logging.getLogger("django_redisstore")

@@ -23,9 +23,9 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError
 
 from . import codec, expiry, keys, merge
 from .conf import get as snapshot
-from .connection import Flow
 from .exceptions import RedisStoreError, SessionTooLarge
-from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH, Call, Pause
+from .flows import Call, Flow, Pause
+from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH
 
 if TYPE_CHECKING:
     from .session import SessionStore
