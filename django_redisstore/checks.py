@@ -84,34 +84,43 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
                 id="django_redisstore.E004",
             )
         ]
-    if alias:
-        backend = caches.get(alias, {}).get("BACKEND") if isinstance(alias, str) else None
-        if backend != "django_redis.cache.RedisCache":
-            known = isinstance(alias, str) and alias in caches
-            found = f"its BACKEND is {backend!r}" if known else "no such cache"
-            return [
-                Error(
-                    f"REDISSTORE_CACHE_ALIAS {alias!r} is not a django-redis cache ({found}).",
-                    hint="Name a cache in CACHES whose BACKEND is "
-                    "'django_redis.cache.RedisCache', or set REDISSTORE_URL instead.",
-                    id="django_redisstore.E002",
-                )
-            ]
-        urls = _locations(caches[alias])
-    else:
-        assert url is not None
-        if not isinstance(url, str) or _database(url) is None:
-            # Not even a string: its repr could hold a password, so only its type is named.
-            shown = repr(_without_password(url)) if isinstance(url, str) else type(url).__name__
-            return [
-                Error(
-                    f"REDISSTORE_URL {shown} is not a valid Redis URL.",
-                    hint="Use redis://[[user]:password@]host[:port][/db], rediss://... for TLS, "
-                    "or unix:///path/to/redis.sock[?db=N].",
-                    id="django_redisstore.E003",
-                )
-            ]
-        urls = [url]
+    error = _alias_error(alias, caches) if alias else _url_error(url)
+    if error is not None:
+        return [error]
+    return _shared_databases(_locations(caches[alias]) if alias else [url], caches)
+
+
+def _alias_error(alias: Any, caches: dict[str, dict[str, Any]]) -> CheckMessage | None:
+    """E002 when ``REDISSTORE_CACHE_ALIAS`` names no django-redis cache."""
+    backend = caches.get(alias, {}).get("BACKEND") if isinstance(alias, str) else None
+    if backend == "django_redis.cache.RedisCache":
+        return None
+    known = isinstance(alias, str) and alias in caches
+    found = f"its BACKEND is {backend!r}" if known else "no such cache"
+    return Error(
+        f"REDISSTORE_CACHE_ALIAS {alias!r} is not a django-redis cache ({found}).",
+        hint="Name a cache in CACHES whose BACKEND is "
+        "'django_redis.cache.RedisCache', or set REDISSTORE_URL instead.",
+        id="django_redisstore.E002",
+    )
+
+
+def _url_error(url: Any) -> CheckMessage | None:
+    """E003 when ``REDISSTORE_URL`` is not a Redis URL (named without its password)."""
+    if isinstance(url, str) and _database(url) is not None:
+        return None
+    # Not even a string: its repr could hold a password, so only its type is named.
+    shown = repr(_without_password(url)) if isinstance(url, str) else type(url).__name__
+    return Error(
+        f"REDISSTORE_URL {shown} is not a valid Redis URL.",
+        hint="Use redis://[[user]:password@]host[:port][/db], rediss://... for TLS, "
+        "or unix:///path/to/redis.sock[?db=N].",
+        id="django_redisstore.E003",
+    )
+
+
+def _shared_databases(urls: list[str], caches: dict[str, dict[str, Any]]) -> list[CheckMessage]:
+    """W001 for each Redis cache that shares a database with the sessions."""
     ours = {_database(u) for u in urls} - {None}
     return [
         Warning(
@@ -172,6 +181,16 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
         return []
     sentinels = raw("SENTINELS")
     nodes = raw("CLUSTER_NODES")
+    errors = _mixed_topologies(sentinels, nodes)
+    errors += _sentinel_errors(sentinels)
+    errors += _cluster_errors(nodes)
+    errors += _check_tls(bool(sentinels or nodes))
+    errors += _check_wait()
+    return errors
+
+
+def _mixed_topologies(sentinels: Any, nodes: Any) -> list[CheckMessage]:
+    """E030 when Sentinel or Cluster is set together with another kind of Redis."""
     chosen = [
         name
         for name, value in (
@@ -182,21 +201,23 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
         )
         if value
     ]
-    errors: list[CheckMessage] = []
-    if len(chosen) > 1 and (sentinels or nodes):
-        errors.append(
-            Error(
-                f"{' and '.join(chosen)} are all set: they name different kinds of Redis.",
-                hint="Set exactly one: REDISSTORE_URL for one server, REDISSTORE_SENTINELS (with "
-                "REDISSTORE_SENTINEL_SERVICE) for Sentinel, REDISSTORE_CLUSTER_NODES for a "
-                "Redis Cluster.",
-                id="django_redisstore.E030",
-            )
+    if len(chosen) < 2 or not (sentinels or nodes):
+        return []
+    return [
+        Error(
+            f"{' and '.join(chosen)} are all set: they name different kinds of Redis.",
+            hint="Set exactly one: REDISSTORE_URL for one server, REDISSTORE_SENTINELS (with "
+            "REDISSTORE_SENTINEL_SERVICE) for Sentinel, REDISSTORE_CLUSTER_NODES for a "
+            "Redis Cluster.",
+            id="django_redisstore.E030",
         )
-    service = raw("SENTINEL_SERVICE")
-    if sentinels is not None:
-        errors += _addresses("SENTINELS", sentinels)
-    if bool(sentinels) != bool(service):
+    ]
+
+
+def _sentinel_errors(sentinels: Any) -> list[CheckMessage]:
+    """E032 for unusable Sentinel addresses, E031 for Sentinels without a service (or back)."""
+    errors = [] if sentinels is None else _addresses("SENTINELS", sentinels)
+    if bool(sentinels) != bool(raw("SENTINEL_SERVICE")):
         errors.append(
             Error(
                 "REDISSTORE_SENTINELS and REDISSTORE_SENTINEL_SERVICE go together; "
@@ -207,8 +228,12 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
                 id="django_redisstore.E031",
             )
         )
-    if nodes is not None:
-        errors += _addresses("CLUSTER_NODES", nodes)
+    return errors
+
+
+def _cluster_errors(nodes: Any) -> list[CheckMessage]:
+    """E032 for unusable start nodes, E033 for a database on a cluster, W030 for a hash tag."""
+    errors = [] if nodes is None else _addresses("CLUSTER_NODES", nodes)
     options = read("CONNECTION_OPTIONS")
     if nodes and options.get("db"):
         errors.append(
@@ -228,8 +253,6 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
                 id="django_redisstore.W030",
             )
         )
-    errors += _check_tls(bool(sentinels or nodes))
-    errors += _check_wait()
     return errors
 
 

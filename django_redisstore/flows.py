@@ -174,11 +174,26 @@ def execute(client: Any, calls: Sequence[Call]) -> list[Any]:
         else:
             results = _pipeline(client, calls, wait, wait_options).execute(raise_on_error=False)
             if again := _unknown_scripts(calls, results):
-                evals = [Call(calls[i].as_eval()) for i in again]
-                pipe = _pipeline(client, evals, wait, wait_options)
+                pipe = _evals(client, calls, again, wait, wait_options)
                 _take_eval_replies(results, again, pipe.execute(raise_on_error=False), wait)
     except REDIS_ERRORS as e:
         raise translate_error(client, e) from e
+    return _replies(client, calls, results, wait)
+
+
+def _evals(
+    client: Any,
+    calls: Sequence[Call],
+    again: list[int],
+    wait: tuple[Any, ...],
+    wait_options: dict[str, Any],
+) -> Any:
+    """The pipeline that re-sends the calls at ``again`` as ``EVAL`` (with its own WAIT)."""
+    return _pipeline(client, [Call(calls[i].as_eval()) for i in again], wait, wait_options)
+
+
+def _replies(client: Any, calls: Sequence[Call], results: list[Any], wait: object) -> list[Any]:
+    """The replies of ``calls``: an error among them raised, the WAIT's reply taken off."""
     _check(client, results)
     if wait:
         _report_wait(results.pop(), calls)
@@ -218,15 +233,11 @@ async def aexecute(client: Any, calls: Sequence[Call]) -> list[Any]:
             pipe = _pipeline(client, calls, wait, wait_options)
             results = await pipe.execute(raise_on_error=False)
             if again := _unknown_scripts(calls, results):
-                evals = [Call(calls[i].as_eval()) for i in again]
-                pipe = _pipeline(client, evals, wait, wait_options)
+                pipe = _evals(client, calls, again, wait, wait_options)
                 _take_eval_replies(results, again, await pipe.execute(raise_on_error=False), wait)
     except REDIS_ERRORS as e:
         raise translate_error(client, e) from e
-    _check(client, results)
-    if wait:
-        _report_wait(results.pop(), calls)
-    return results
+    return _replies(client, calls, results, wait)
 
 
 # Drivers of flows -----------------------------------------------------------------------------
