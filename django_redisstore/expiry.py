@@ -55,11 +55,6 @@ def index_until(now: float, age: int, headroom: int) -> int:
     return math.ceil(now + age + min(age, headroom))
 
 
-def cookie_age(session_cookie_age: int, idle_timeout: int | None) -> int:
-    """The age of a session without its own expiry: the idle timeout when there is one."""
-    return session_cookie_age if idle_timeout is None else idle_timeout
-
-
 def persistent(data: dict[str, Any], expire_at_browser_close: bool) -> bool:
     """Whether the session's cookie has an expiry (``get_expire_at_browser_close`` negated)."""
     expiry = data.get("_session_expiry")

@@ -21,7 +21,7 @@ from django.contrib.sessions.backends.base import SessionBase
 from . import codec, expiry, keys, storage
 from .conf import get as snapshot
 from .exceptions import ConnectionInterrupted, RedisStoreError, WrongType
-from .flows import Flow, arun, run
+from .flows import arun, run
 
 security_logger = logging.getLogger("django.security.SuspiciousSession")
 logger = logging.getLogger("django_redisstore")
@@ -69,8 +69,9 @@ class SessionStore(SessionBase):
     def _session_id(self, session_key: str) -> str:
         # A read and the save that follows both need the keyed hash: compute it once (2.5 us).
         key, secret, sid = self._sid_of
-        if key != session_key or secret != snapshot().secret_key:
-            secret = snapshot().secret_key
+        current = snapshot().secret_key
+        if key != session_key or secret != current:
+            secret = current
             sid = keys.session_id(session_key, secret)
             self._sid_of = (session_key, secret, sid)
         return sid
@@ -125,7 +126,8 @@ class SessionStore(SessionBase):
     def get_session_cookie_age(self) -> int:
         """With an idle timeout, a session without its own expiry lasts that long unused."""
         settings = snapshot()
-        return expiry.cookie_age(settings.cookie_age, settings.IDLE_TIMEOUT)
+        idle = settings.IDLE_TIMEOUT
+        return settings.cookie_age if idle is None else idle
 
     def _deadline(self, now: float) -> int | None:
         # A session not yet written is created now; a signed-in one was created by login().
@@ -171,14 +173,10 @@ class SessionStore(SessionBase):
 
     # The flows (``storage``): bench/interleave.py drives the first two without Redis ----------
 
-    def _load_flow(self) -> Flow[dict[str, Any]]:
-        return storage.load_flow(self)
-
-    def _save_flow(self, data: dict[str, Any], must_create: bool) -> Flow[None]:
-        return storage.save_flow(self, data, must_create)
-
-    def _import_flow(self, data: dict[str, Any], lifetime: int | None) -> Flow[bool]:
-        return storage.import_flow(self, data, lifetime)
+    # The functions themselves, bound as methods: no call layer of their own.
+    _load_flow = storage.load_flow
+    _save_flow = storage.save_flow
+    _import_flow = storage.import_flow
 
     # Failure policy ----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import CreateError, UpdateError
@@ -41,11 +41,6 @@ def user_of(data: dict[str, Any]) -> str | None:
     """The id of the user signed in to a session (Django's ``SESSION_KEY``), or None."""
     user = data.get(SESSION_KEY)
     return None if user is None else str(user)
-
-
-def read_record(store: SessionStore, name: str, blob: bytes, secret: str) -> Any:
-    """``codec.read`` with the store's serializer: (record, data)."""
-    return codec.read(name, blob, secret, store.serializer)
 
 
 # Load: fetch, rotation, deadline, slide --------------------------------------------------------
@@ -95,7 +90,7 @@ def _verified(
     if blob is None:
         return None
     try:
-        return read_record(store, name, blob, secret)  # type: ignore[no-any-return]
+        return codec.read(name, blob, secret, store.serializer)
     except codec.InvalidRecord as e:
         security_logger.warning("Session data under %s failed verification: %s", name, e)
         return None
@@ -173,14 +168,11 @@ def save_flow(store: SessionStore, data: dict[str, Any], must_create: bool) -> F
     yield from write_flow(store, data, time.time(), create=must_create)
 
 
-class _Plan(NamedTuple):
-    """What a write of some session data sends besides the record."""
-
-    ttl: int  # seconds; 0 or less: the session is over
-    idle: int  # seconds a sliding read may extend the TTL to (0: it does not slide)
-    user: str | None
-    until: int  # the TTL cap, and the index entry's score (0: none)
-    index_calls: list[Call]
+#: What a write of some session data needs besides the data (a plain tuple: one per save):
+#: the TTL in seconds (0 or less: the session is over), ``idle`` (the seconds a sliding read may
+#: extend the TTL to; 0: it does not slide), the user, ``until`` (the TTL cap and the index
+#: entry's score; 0: none) and the index calls that go with the write.
+_Plan = tuple[int, int, str | None, int, list[Call]]
 
 
 def _plan(
@@ -207,11 +199,11 @@ def _plan(
             calls.append(INDEX_ADD.call(keys.user_index_name(user), sid, until, repr(now)))
     idle = 0 if isinstance(expires, (datetime, str)) else age
     # The absolute lifetime caps every slide.
-    return _Plan(ttl, idle, user, store._cap(until, now), calls)
+    return ttl, idle, user, store._cap(until, now), calls
 
 
 def _pack(
-    store: SessionStore, name: str, data: dict[str, Any], now: float, plan: _Plan
+    store: SessionStore, name: str, data: dict[str, Any], now: float, idle: int, until: int
 ) -> tuple[bytes, bytes, bytes]:
     """The serialized payload, the record to store and its MAC; refuses a session too large."""
     settings = snapshot()
@@ -227,8 +219,8 @@ def _pack(
         secret=settings.secret_key,
         created=store._created or now,
         saved=now,
-        idle=plan.idle,
-        until=plan.until,
+        idle=idle,
+        until=until,
         compress_min_size=settings.COMPRESS_MIN_SIZE,
     )
     return payload, blob, mac
@@ -259,21 +251,21 @@ def write_flow(
     base: dict[str, Any] | None = None  # what we read, and what we changed it into:
     mine: dict[str, Any] = {}  # both decoded only if someone else wrote meanwhile
     for attempt in range(expiry.SAVE_ATTEMPTS):
-        plan = _plan(store, ours, now, sid, create, lifetime)
-        if plan.ttl <= 0:  # expired already: a session in the past is a session gone
-            yield [Call.command("DEL", name), *plan.index_calls, *extra]
+        ttl, idle, user, until, index_calls = _plan(store, ours, now, sid, create, lifetime)
+        if ttl <= 0:  # expired already: a session in the past is a session gone
+            yield [Call.command("DEL", name), *index_calls, *extra]
             store._forget_record()
             return
-        payload, blob, mac = _pack(store, name, ours, now, plan)
+        payload, blob, mac = _pack(store, name, ours, now, idle, until)
         if create:
-            write = Call.command("SET", name, blob, "NX", "PX", plan.ttl * 1000)
+            write = Call.command("SET", name, blob, "NX", "PX", ttl * 1000)
         else:
-            write = SAVE.call(name, store._version, blob, plan.ttl * 1000)
-        reply = (yield [write, *plan.index_calls, *extra])[0]
+            write = SAVE.call(name, store._version, blob, ttl * 1000)
+        reply = (yield [write, *index_calls, *extra])[0]
         extra = []
         if _accepted(store, reply, create):
             store._version, store._base = mac, payload
-            store._user, store._until = plan.user, plan.until
+            store._user, store._until = user, until
             store._created = store._created or now
             if ours is not data:
                 store._session_cache = ours
@@ -318,7 +310,7 @@ def _merge_into(
 ) -> dict[str, Any]:
     """Our changes (``base`` to ``mine``) on top of ``current``, which someone else wrote."""
     try:
-        record, theirs = read_record(store, name, current, snapshot().secret_key)
+        record, theirs = codec.read(name, current, snapshot().secret_key, store.serializer)
     except codec.InvalidRecord as e:
         security_logger.warning("Session data under %s failed verification: %s", name, e)
         store._version = codec.version_of(current)  # nothing to merge with: replace it
@@ -395,7 +387,7 @@ def delete_flow(store: SessionStore, session_key: str | None) -> Flow[None]:
 def _user_in(store: SessionStore, name: str, blob: bytes) -> str | None:
     """The user a stored record belongs to, or None (anonymous, or not a valid record)."""
     try:
-        return user_of(read_record(store, name, blob, snapshot().secret_key)[1])
+        return user_of(codec.read(name, blob, snapshot().secret_key, store.serializer)[1])
     except codec.InvalidRecord:
         return None
 

@@ -52,11 +52,6 @@ def test_an_index_entry_outlives_its_session_by_the_headroom_at_most_its_age() -
     assert expiry.index_until(NOW, 7 * 86400, 86400) == int(NOW) + 1 + 8 * 86400
 
 
-def test_the_idle_timeout_replaces_the_cookie_age() -> None:
-    assert expiry.cookie_age(1209600, None) == 1209600
-    assert expiry.cookie_age(1209600, 900) == 900
-
-
 @pytest.mark.parametrize(
     ("data", "at_browser_close", "expected"),
     [
