@@ -6,9 +6,10 @@ Every setting is named ``REDISSTORE_*``; ``DEFAULTS`` states each default once. 
 the current ``Snapshot``: every ``REDISSTORE_*`` setting parsed and validated, plus the few Django
 settings a request's read and save consult. It is built on first use and dropped by the one
 ``setting_changed`` receiver below (``override_settings`` and pytest-django's ``settings``
-fixture send it), so tests that change settings just work, and a request pays a global look-up
+fixture send it), so tests that change settings just work, and a request pays a cache hit
 instead of a dozen settings look-ups (a ``REDISSTORE_*`` setting left at its default costs about
-2.5 us through Django's ``AttributeError``).
+2.5 us through Django's ``AttributeError``). A setting that cannot work raises
+``ImproperlyConfigured`` naming it when the snapshot is built.
 
 ``conf.X`` reads ``X`` of the current snapshot. ``read(name)`` parses one setting alone: the
 system checks use it, so that each bad setting is reported under its own check id.
