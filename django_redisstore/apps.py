@@ -1,3 +1,5 @@
+"""The Django app config: registers the system checks. Private: no stable API."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig

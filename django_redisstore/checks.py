@@ -1,5 +1,7 @@
 """System checks: misconfiguration is reported by ``manage.py check`` before the first request.
 
+Private: no stable API.
+
 Ids are stable: ``django_redisstore.E001``... for errors, ``...W001``... for warnings.
 """
 
@@ -17,7 +19,7 @@ from redis.connection import parse_url
 from redis.exceptions import RedisError, ResponseError
 
 from .clients import TLS_OPTIONS, parse_address
-from .conf import conf
+from .conf import raw, read
 
 ENGINE = "django_redisstore.session"
 _REDIS_CACHE_BACKENDS = (
@@ -60,11 +62,9 @@ def _locations(cache: dict[str, Any]) -> list[str]:
 def check_connection(**kwargs: Any) -> list[CheckMessage]:
     if not _engine_in_use():
         return []
-    url, alias = conf.URL, conf.CACHE_ALIAS
+    url, alias = read("URL"), read("CACHE_ALIAS")
     caches: dict[str, dict[str, Any]] = getattr(settings, "CACHES", {})
-    if getattr(settings, "REDISSTORE_SENTINELS", None) or getattr(
-        settings, "REDISSTORE_CLUSTER_NODES", None
-    ):
+    if raw("SENTINELS") or raw("CLUSTER_NODES"):
         return []  # check_topology's business
     if not url and not alias:
         return [
@@ -84,34 +84,43 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
                 id="django_redisstore.E004",
             )
         ]
-    if alias:
-        backend = caches.get(alias, {}).get("BACKEND") if isinstance(alias, str) else None
-        if backend != "django_redis.cache.RedisCache":
-            known = isinstance(alias, str) and alias in caches
-            found = f"its BACKEND is {backend!r}" if known else "no such cache"
-            return [
-                Error(
-                    f"REDISSTORE_CACHE_ALIAS {alias!r} is not a django-redis cache ({found}).",
-                    hint="Name a cache in CACHES whose BACKEND is "
-                    "'django_redis.cache.RedisCache', or set REDISSTORE_URL instead.",
-                    id="django_redisstore.E002",
-                )
-            ]
-        urls = _locations(caches[alias])
-    else:
-        assert url is not None
-        if not isinstance(url, str) or _database(url) is None:
-            # Not even a string: its repr could hold a password, so only its type is named.
-            shown = repr(_without_password(url)) if isinstance(url, str) else type(url).__name__
-            return [
-                Error(
-                    f"REDISSTORE_URL {shown} is not a valid Redis URL.",
-                    hint="Use redis://[[user]:password@]host[:port][/db], rediss://... for TLS, "
-                    "or unix:///path/to/redis.sock[?db=N].",
-                    id="django_redisstore.E003",
-                )
-            ]
-        urls = [url]
+    error = _alias_error(alias, caches) if alias else _url_error(url)
+    if error is not None:
+        return [error]
+    return _shared_databases(_locations(caches[alias]) if alias else [url], caches)
+
+
+def _alias_error(alias: Any, caches: dict[str, dict[str, Any]]) -> CheckMessage | None:
+    """E002 when ``REDISSTORE_CACHE_ALIAS`` names no django-redis cache."""
+    backend = caches.get(alias, {}).get("BACKEND") if isinstance(alias, str) else None
+    if backend == "django_redis.cache.RedisCache":
+        return None
+    known = isinstance(alias, str) and alias in caches
+    found = f"its BACKEND is {backend!r}" if known else "no such cache"
+    return Error(
+        f"REDISSTORE_CACHE_ALIAS {alias!r} is not a django-redis cache ({found}).",
+        hint="Name a cache in CACHES whose BACKEND is "
+        "'django_redis.cache.RedisCache', or set REDISSTORE_URL instead.",
+        id="django_redisstore.E002",
+    )
+
+
+def _url_error(url: Any) -> CheckMessage | None:
+    """E003 when ``REDISSTORE_URL`` is not a Redis URL (named without its password)."""
+    if isinstance(url, str) and _database(url) is not None:
+        return None
+    # Not even a string: its repr could hold a password, so only its type is named.
+    shown = repr(_without_password(url)) if isinstance(url, str) else type(url).__name__
+    return Error(
+        f"REDISSTORE_URL {shown} is not a valid Redis URL.",
+        hint="Use redis://[[user]:password@]host[:port][/db], rediss://... for TLS, "
+        "or unix:///path/to/redis.sock[?db=N].",
+        id="django_redisstore.E003",
+    )
+
+
+def _shared_databases(urls: list[str], caches: dict[str, dict[str, Any]]) -> list[CheckMessage]:
+    """W001 for each Redis cache that shares a database with the sessions."""
     ours = {_database(u) for u in urls} - {None}
     return [
         Warning(
@@ -170,33 +179,45 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
     """Sentinel, Cluster, TLS and WAIT settings, alone and in combination (E030-E036, W030)."""
     if not _engine_in_use():
         return []
-    sentinels = getattr(settings, "REDISSTORE_SENTINELS", None)
-    nodes = getattr(settings, "REDISSTORE_CLUSTER_NODES", None)
+    sentinels = raw("SENTINELS")
+    nodes = raw("CLUSTER_NODES")
+    errors = _mixed_topologies(sentinels, nodes)
+    errors += _sentinel_errors(sentinels)
+    errors += _cluster_errors(nodes)
+    errors += _check_tls(bool(sentinels or nodes))
+    errors += _check_wait()
+    return errors
+
+
+def _mixed_topologies(sentinels: Any, nodes: Any) -> list[CheckMessage]:
+    """E030 when Sentinel or Cluster is set together with another kind of Redis."""
     chosen = [
         name
         for name, value in (
-            ("REDISSTORE_URL", conf.URL),
-            ("REDISSTORE_CACHE_ALIAS", conf.CACHE_ALIAS),
+            ("REDISSTORE_URL", read("URL")),
+            ("REDISSTORE_CACHE_ALIAS", read("CACHE_ALIAS")),
             ("REDISSTORE_SENTINELS", sentinels),
             ("REDISSTORE_CLUSTER_NODES", nodes),
         )
         if value
     ]
-    errors: list[CheckMessage] = []
-    if len(chosen) > 1 and (sentinels or nodes):
-        errors.append(
-            Error(
-                f"{' and '.join(chosen)} are all set: they name different kinds of Redis.",
-                hint="Set exactly one: REDISSTORE_URL for one server, REDISSTORE_SENTINELS (with "
-                "REDISSTORE_SENTINEL_SERVICE) for Sentinel, REDISSTORE_CLUSTER_NODES for a "
-                "Redis Cluster.",
-                id="django_redisstore.E030",
-            )
+    if len(chosen) < 2 or not (sentinels or nodes):
+        return []
+    return [
+        Error(
+            f"{' and '.join(chosen)} are all set: they name different kinds of Redis.",
+            hint="Set exactly one: REDISSTORE_URL for one server, REDISSTORE_SENTINELS (with "
+            "REDISSTORE_SENTINEL_SERVICE) for Sentinel, REDISSTORE_CLUSTER_NODES for a "
+            "Redis Cluster.",
+            id="django_redisstore.E030",
         )
-    service = getattr(settings, "REDISSTORE_SENTINEL_SERVICE", None)
-    if sentinels is not None:
-        errors += _addresses("SENTINELS", sentinels)
-    if bool(sentinels) != bool(service):
+    ]
+
+
+def _sentinel_errors(sentinels: Any) -> list[CheckMessage]:
+    """E032 for unusable Sentinel addresses, E031 for Sentinels without a service (or back)."""
+    errors = [] if sentinels is None else _addresses("SENTINELS", sentinels)
+    if bool(sentinels) != bool(raw("SENTINEL_SERVICE")):
         errors.append(
             Error(
                 "REDISSTORE_SENTINELS and REDISSTORE_SENTINEL_SERVICE go together; "
@@ -207,9 +228,13 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
                 id="django_redisstore.E031",
             )
         )
-    if nodes is not None:
-        errors += _addresses("CLUSTER_NODES", nodes)
-    options = conf.CONNECTION_OPTIONS
+    return errors
+
+
+def _cluster_errors(nodes: Any) -> list[CheckMessage]:
+    """E032 for unusable start nodes, E033 for a database on a cluster, W030 for a hash tag."""
+    errors = [] if nodes is None else _addresses("CLUSTER_NODES", nodes)
+    options = read("CONNECTION_OPTIONS")
     if nodes and options.get("db"):
         errors.append(
             Error(
@@ -219,22 +244,20 @@ def check_topology(**kwargs: Any) -> list[CheckMessage]:
                 id="django_redisstore.E033",
             )
         )
-    if nodes and "{" in conf.KEY_PREFIX:
+    if nodes and "{" in read("KEY_PREFIX"):
         errors.append(
             Warning(
-                f"REDISSTORE_KEY_PREFIX {conf.KEY_PREFIX!r} has a '{{': on a Redis Cluster a "
+                f"REDISSTORE_KEY_PREFIX {read('KEY_PREFIX')!r} has a '{{': on a Redis Cluster a "
                 "hash tag in it would put every session in one slot, on one primary.",
                 hint="Use a prefix without braces: the engine needs no hash tags.",
                 id="django_redisstore.W030",
             )
         )
-    errors += _check_tls(bool(sentinels or nodes))
-    errors += _check_wait()
     return errors
 
 
 def _check_tls(topology: bool) -> list[CheckMessage]:
-    tls = getattr(settings, "REDISSTORE_TLS", None)
+    tls = raw("TLS")
     if tls is None:
         return []
     if not isinstance(tls, dict):
@@ -261,7 +284,7 @@ def _check_tls(topology: bool) -> list[CheckMessage]:
                 id="django_redisstore.E034",
             )
         )
-    url = conf.URL
+    url = read("URL")
     if not topology and url and not url.startswith("rediss://"):
         errors.append(
             Error(
@@ -286,15 +309,15 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     for name, check_id in _DURATIONS:
         try:
-            getattr(conf, name)
+            read(name)
         except ImproperlyConfigured as e:
             errors.append(
                 Error(str(e), hint="For example 3600 or timedelta(hours=1).", id=check_id)
             )
     try:
-        from .middleware import _networks
+        from .devices import _networks
 
-        _networks(tuple(conf.TRUSTED_PROXIES))
+        _networks(tuple(read("TRUSTED_PROXIES")))
     except (ImproperlyConfigured, TypeError) as e:
         errors.append(
             Error(
@@ -305,8 +328,8 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
         )
     if errors:
         return errors
-    absolute = conf.ABSOLUTE_TIMEOUT
-    if absolute is not None and absolute < conf.REMEMBER_ME_AGE:
+    absolute = read("ABSOLUTE_TIMEOUT")
+    if absolute is not None and absolute < read("REMEMBER_ME_AGE"):
         errors.append(
             Warning(
                 "REDISSTORE_REMEMBER_ME_AGE is longer than REDISSTORE_ABSOLUTE_TIMEOUT: "
@@ -320,16 +343,16 @@ def check_timeouts(**kwargs: Any) -> list[CheckMessage]:
 
 def _check_wait() -> list[CheckMessage]:
     try:
-        replicas, timeout = conf.WAIT_REPLICAS, conf.WAIT_TIMEOUT
+        replicas, timeout = read("WAIT_REPLICAS"), read("WAIT_TIMEOUT")
     except (TypeError, ValueError) as e:
         problem = f"do not read as numbers ({e})"
     else:
         if replicas < 0:
             problem = f"ask for {replicas} replicas"
-        elif replicas and not 0 < timeout < conf.SOCKET_TIMEOUT:
+        elif replicas and not 0 < timeout < read("SOCKET_TIMEOUT"):
             problem = (
                 f"wait {timeout} s, which is not between 0 and REDISSTORE_SOCKET_TIMEOUT "
-                f"({conf.SOCKET_TIMEOUT} s): the socket would time out first, or WAIT would "
+                f"({read('SOCKET_TIMEOUT')} s): the socket would time out first, or WAIT would "
                 "block forever"
             )
         else:
@@ -349,7 +372,7 @@ def check_failure_policy(**kwargs: Any) -> list[CheckMessage]:
     if not _engine_in_use():
         return []
     errors: list[CheckMessage] = []
-    policy = getattr(settings, "REDISSTORE_ON_REDIS_ERROR", "raise")
+    policy = raw("ON_REDIS_ERROR")
     if policy not in ("raise", "anonymous"):
         errors.append(
             Error(
@@ -360,7 +383,7 @@ def check_failure_policy(**kwargs: Any) -> list[CheckMessage]:
             )
         )
     for name, minimum in (("RETRIES", 0), ("RETRY_AFTER", 0), ("MAX_SIZE", 1)):
-        value = getattr(settings, "REDISSTORE_" + name, minimum)
+        value = raw(name)
         if name == "MAX_SIZE" and value is None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -381,7 +404,7 @@ def check_durability(**kwargs: Any) -> list[CheckMessage]:
     Reads the server's settings with ``CONFIG GET``; where a managed Redis forbids ``CONFIG``,
     falls back to ``INFO`` for what it tells, and says what it could not check.
     """
-    if not _engine_in_use() or bool(conf.URL) == bool(conf.CACHE_ALIAS):
+    if not _engine_in_use() or bool(read("URL")) == bool(read("CACHE_ALIAS")):
         return []  # check_connection reports the configuration error
     from .clients import describe, get_client
 

@@ -1,5 +1,7 @@
 """Redis clients: one per topology and settings, made on first use, and what their failures mean.
 
+Private: no stable API.
+
 The only module that knows how a client is built for the topology the settings name: one server
 (``REDISSTORE_URL`` or ``REDISSTORE_CACHE_ALIAS``), a primary found through Sentinel
 (``REDISSTORE_SENTINELS``), or a Redis Cluster (``REDISSTORE_CLUSTER_NODES``), with the TLS,
@@ -9,7 +11,7 @@ timeout and retry options of each. The clients are redis-py's own (``Sentinel``'
 The sync client is process-wide; async clients belong to one event loop each (``aclose`` before
 the loop ends). ``describe`` names where a client connects, never with its password, and
 ``translate_error`` turns what redis-py raises into the engine's exceptions with that address.
-Sending calls is ``connection``'s business; walking the keyspace, ``keyspace``'s.
+Sending calls is ``flows``' business; walking the keyspace, ``keyspace``'s.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     ClusterDownError,
@@ -34,13 +35,16 @@ from redis.exceptions import (
     ReadOnlyError,
     RedisClusterException,
     RedisError,
+    ResponseError,
     SlotNotCoveredError,
     TryAgainError,
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .conf import conf
-from .exceptions import ConnectionInterrupted, RedisStoreError
+from .conf import forget as forget_settings
+from .conf import get as get_settings
+from .exceptions import ConnectionInterrupted, RedisStoreError, WrongType
 
 _lock = threading.Lock()
 _clients: dict[tuple[Any, ...], Any] = {}
@@ -125,39 +129,9 @@ REDIS_6 = int(redis.__version__.split(".")[0]) >= 6
 _HEALTH_CHECKS = REDIS_6
 
 
-#: The settings that pick a client, as last read; None after a setting changed. Reading them
-#: costs a dozen settings look-ups (most of them for settings left at their default), which
-#: every Redis call would otherwise pay; ``setting_changed`` (override_settings) clears it.
-_current_key: tuple[Any, ...] | None = None
-
-
 def _config_key() -> tuple[Any, ...]:
-    global _current_key
-    key = _current_key
-    if key is None:
-        tls = conf.TLS
-        key = _current_key = (
-            conf.URL,
-            conf.CACHE_ALIAS,
-            repr(conf.SENTINELS),
-            conf.SENTINEL_SERVICE,
-            repr(sorted(conf.SENTINEL_OPTIONS.items())),
-            repr(conf.CLUSTER_NODES),
-            None if tls is None else repr(sorted(tls.items())),
-            conf.CONNECT_TIMEOUT,
-            conf.SOCKET_TIMEOUT,
-            conf.RETRIES,
-            repr(sorted(conf.CONNECTION_OPTIONS.items())),
-        )
-    return key
-
-
-def _forget_config(**kwargs: Any) -> None:
-    global _current_key
-    _current_key = None
-
-
-setting_changed.connect(_forget_config, dispatch_uid="django_redisstore.clients")
+    # The settings that pick a client (the snapshot computes the key once per settings change).
+    return get_settings().client_key
 
 
 def _tls_options() -> dict[str, Any]:
@@ -345,7 +319,7 @@ def reset() -> None:
                 sentinel.close()
         _clients.clear()
     _async_clients.clear()
-    _forget_config()
+    forget_settings()
 
 
 async def aclose() -> None:
@@ -416,11 +390,19 @@ def _unreachable(error: Exception) -> bool:
 
 
 def translate_error(client: Any, error: Exception) -> RedisStoreError:
-    """What redis-py raised, as the engine's exception naming ``describe(client)``."""
+    """What redis-py raised, as the engine's exception naming ``describe(client)``.
+
+    The one place that reads redis-py's errors: every Redis call of the package goes through
+    ``flows.execute``/``aexecute`` or ``keyspace`` (scans, packed pipelines), which raise
+    what this returns. Redis reports a wrong type only as text (``WRONGTYPE ...``): it is
+    recognised here, once, and raised as ``WrongType``.
+    """
     if _unreachable(error):
         kind = "timed out" if isinstance(error, RedisTimeoutError) else "is unreachable"
         return ConnectionInterrupted(f"Redis at {describe(client)} {kind}: {error}")
     if isinstance(error, _UNAVAILABLE):
         where = describe(client)
         return ConnectionInterrupted(f"Redis at {where} cannot take the command now: {error}")
+    if isinstance(error, ResponseError) and str(error).startswith("WRONGTYPE"):
+        return WrongType(f"Redis at {describe(client)} answered with an error: {error}")
     return RedisStoreError(f"Redis at {describe(client)} answered with an error: {error}")

@@ -1,5 +1,7 @@
 """How one session is laid out in its Redis string.
 
+Private: no stable API.
+
 A fixed 34-byte header, then the payload (the output of ``SESSION_SERIALIZER``, compressed when
 large)::
 
@@ -26,9 +28,13 @@ command.
 from __future__ import annotations
 
 import hmac
+import json
 import struct
 import zlib
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from django.core.signing import JSONSerializer
 
 from . import keys
 
@@ -168,3 +174,55 @@ def header_of(blob: bytes) -> Header:
 def version_of(blob: bytes) -> bytes:
     """The MAC of stored bytes, without verifying them: what a conditional save compares."""
     return blob[MAC_OFFSET : MAC_OFFSET + MAC_SIZE]
+
+
+# The payload: the session's data through SESSION_SERIALIZER ----------------------------------
+
+#: What ``JSONSerializer.dumps`` builds on every call (``json.dumps`` with non-default
+#: separators makes a new encoder each time), made once: its ``encode`` gives the same bytes.
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def encode_payload(data: dict[str, Any], serializer: Any) -> bytes:
+    """``data`` serialized with the ``SESSION_SERIALIZER`` class ``serializer``."""
+    if serializer is JSONSerializer:  # Django's default, exactly (not a subclass)
+        # Byte for byte JSONSerializer().dumps(data) (tests/test_fast_paths.py proves it on
+        # generated sessions), without an encoder built per call.
+        return _JSON_ENCODER.encode(data).encode("latin-1")
+    payload = serializer().dumps(data)
+    return payload.encode() if isinstance(payload, str) else payload
+
+
+def decode_payload(payload: bytes, serializer: Any) -> dict[str, Any]:
+    """The session data in ``payload``; raises whatever the serializer raises, or ValueError."""
+    if serializer is JSONSerializer:
+        data = json.loads(payload.decode("latin-1"))  # what JSONSerializer.loads does
+    else:
+        data = serializer().loads(payload)
+    if not isinstance(data, dict):
+        raise ValueError(f"the session data is a {type(data).__name__}, not a dict")
+    return data
+
+
+def read(name: str, blob: bytes, secret: str, serializer: Any) -> tuple[Record, dict[str, Any]]:
+    """Verify the record stored under ``name`` with ``secret`` and decode its data; raise
+    ``InvalidRecord`` if either fails."""
+    record = unpack(name, blob, secret)
+    try:
+        return record, decode_payload(record.payload, serializer)
+    except Exception as e:  # whatever the serializer raises on bytes it did not write
+        raise InvalidRecord(f"the payload does not decode: {e}") from e
+
+
+def decode(
+    name: str, blob: bytes, secrets: Sequence[str], serializer: Any
+) -> tuple[Record, dict[str, Any]]:
+    """``read`` with the first of ``secrets`` that verifies (``keys.secrets()``: ``SECRET_KEY``,
+    then its fallbacks), as a request's read does. For the tools that read many sessions."""
+    error = InvalidRecord("no secret to verify the record with")
+    for secret in secrets:
+        try:
+            return read(name, blob, secret, serializer)
+        except InvalidRecord as e:
+            error = e
+    raise error

@@ -1,160 +1,67 @@
-"""The settings of django-redisstore, read from ``django.conf.settings`` at access time.
+"""The settings of django-redisstore: one frozen, validated snapshot, rebuilt after a change.
 
-Every setting is named ``REDISSTORE_*``; the default sits beside each name. Because nothing is
-cached here, ``override_settings`` in tests just works.
+Private: no stable API (the settings themselves are documented in README.rst, "Settings").
+
+Every setting is named ``REDISSTORE_*``; ``DEFAULTS`` states each default once. ``get()`` returns
+the current ``Snapshot``: every ``REDISSTORE_*`` setting parsed and validated, plus the few Django
+settings a request's read and save consult. It is built on first use and dropped by the one
+``setting_changed`` receiver below (``override_settings`` and pytest-django's ``settings``
+fixture send it), so tests that change settings just work, and a request pays a cache hit
+instead of a dozen settings look-ups (a ``REDISSTORE_*`` setting left at its default costs about
+2.5 us through Django's ``AttributeError``). A setting that cannot work raises
+``ImproperlyConfigured`` naming it when the snapshot is built.
+
+``conf.X`` reads ``X`` of the current snapshot. ``read(name)`` parses one setting alone: the
+system checks use it, so that each bad setting is reported under its own check id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from functools import lru_cache
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+#: Every ``REDISSTORE_*`` setting (without the prefix) and its default.
+DEFAULTS: dict[str, Any] = {
+    "URL": None,
+    "CACHE_ALIAS": None,
+    "KEY_PREFIX": "redisstore",
+    "CONNECT_TIMEOUT": 1.0,
+    "SOCKET_TIMEOUT": 1.0,
+    "CONNECTION_OPTIONS": {},
+    "COMPRESS_MIN_SIZE": 256,
+    "INDEX_HEADROOM": 86400,
+    "REMEMBER_ME_AGE": 30 * 86400,
+    "IDLE_TIMEOUT": None,
+    "ABSOLUTE_TIMEOUT": None,
+    "DEVICE_UPDATE_INTERVAL": 300,
+    "TRUSTED_PROXIES": [],
+    "REDACT_KEYS": (),
+    "ON_REDIS_ERROR": "raise",
+    "RETRIES": 2,
+    "RETRY_AFTER": 5,
+    "MAX_SIZE": 1024 * 1024,
+    "SENTINELS": None,
+    "SENTINEL_SERVICE": None,
+    "SENTINEL_OPTIONS": {},
+    "CLUSTER_NODES": None,
+    "TLS": None,
+    "WAIT_REPLICAS": 0,
+    "WAIT_TIMEOUT": 0.25,
+}
 
 
-class Settings:
-    """Typed, lazy access to the ``REDISSTORE_*`` settings (see README.rst, "Settings")."""
-
-    def _get(self, name: str, default: Any) -> Any:
-        return getattr(settings, "REDISSTORE_" + name, default)
-
-    @property
-    def URL(self) -> str | None:
-        """``redis://``, ``rediss://`` or ``unix://`` URL of the Redis server."""
-        return self._get("URL", None)  # type: ignore[no-any-return]
-
-    @property
-    def CACHE_ALIAS(self) -> str | None:
-        """Alias of a django-redis cache whose connection pool the sessions share."""
-        return self._get("CACHE_ALIAS", None)  # type: ignore[no-any-return]
-
-    @property
-    def KEY_PREFIX(self) -> str:
-        """Prefix of every Redis key this package writes."""
-        return self._get("KEY_PREFIX", "redisstore")  # type: ignore[no-any-return]
-
-    @property
-    def CONNECT_TIMEOUT(self) -> float:
-        """Seconds to wait for a connection to Redis before giving up."""
-        return float(self._get("CONNECT_TIMEOUT", 1.0))
-
-    @property
-    def SOCKET_TIMEOUT(self) -> float:
-        """Seconds to wait for a reply from Redis before giving up."""
-        return float(self._get("SOCKET_TIMEOUT", 1.0))
-
-    @property
-    def CONNECTION_OPTIONS(self) -> dict[str, Any]:
-        """Extra keyword arguments for redis-py's client (``max_connections``, TLS files...)."""
-        return dict(self._get("CONNECTION_OPTIONS", {}))
-
-    @property
-    def COMPRESS_MIN_SIZE(self) -> int | None:
-        """Serialized sessions of at least this many bytes are stored compressed; None: never."""
-        value = self._get("COMPRESS_MIN_SIZE", 256)
-        return None if value is None else int(value)
-
-    @property
-    def INDEX_HEADROOM(self) -> int:
-        """Seconds a user-index entry outlives its session's current expiry (see README)."""
-        return int(self._get("INDEX_HEADROOM", 86400))
-
-    @property
-    def REMEMBER_ME_AGE(self) -> int:
-        """Seconds a "Remember me" sign-in lasts (int or timedelta; default 30 days)."""
-        return to_seconds("REMEMBER_ME_AGE", self._get("REMEMBER_ME_AGE", 30 * 86400))
-
-    @property
-    def IDLE_TIMEOUT(self) -> int | None:
-        """Seconds without a request after which a session ends; reads slide it. None: off."""
-        value = self._get("IDLE_TIMEOUT", None)
-        return None if value is None else to_seconds("IDLE_TIMEOUT", value)
-
-    @property
-    def ABSOLUTE_TIMEOUT(self) -> int | None:
-        """Seconds after its creation (a sign-in) that a session ends whatever its activity."""
-        value = self._get("ABSOLUTE_TIMEOUT", None)
-        return None if value is None else to_seconds("ABSOLUTE_TIMEOUT", value)
-
-    @property
-    def DEVICE_UPDATE_INTERVAL(self) -> int:
-        """Seconds between two writes of a device record's "last seen" by a read-only request."""
-        return to_seconds("DEVICE_UPDATE_INTERVAL", self._get("DEVICE_UPDATE_INTERVAL", 300))
-
-    @property
-    def TRUSTED_PROXIES(self) -> list[str]:
-        """Addresses or networks of the proxies whose ``X-Forwarded-For`` header is believed."""
-        value = self._get("TRUSTED_PROXIES", [])
-        if isinstance(value, str):
-            raise ImproperlyConfigured("REDISSTORE_TRUSTED_PROXIES must be a list, not a string")
-        return [str(item) for item in value]
-
-    @property
-    def REDACT_KEYS(self) -> tuple[str, ...]:
-        """Session keys that ``manage.py sessions inspect`` hides, besides ``_auth_user_hash``."""
-        return tuple(self._get("REDACT_KEYS", ()))
-
-    @property
-    def ON_REDIS_ERROR(self) -> str:
-        """``"raise"``: a Redis failure fails the request; ``"anonymous"``: a session that
-        cannot be read is served as empty for that request (and never written back)."""
-        return self._get("ON_REDIS_ERROR", "raise")  # type: ignore[no-any-return]
-
-    @property
-    def RETRIES(self) -> int:
-        """Times a command is re-sent after a broken connection (with backoff); never endless."""
-        return max(0, int(self._get("RETRIES", 2)))
-
-    @property
-    def RETRY_AFTER(self) -> int:
-        """Seconds ``RedisUnavailableMiddleware`` tells clients to wait (``Retry-After``)."""
-        return int(self._get("RETRY_AFTER", 5))
-
-    @property
-    def MAX_SIZE(self) -> int | None:
-        """Largest serialized session, in bytes, that a save accepts; None: no limit."""
-        value = self._get("MAX_SIZE", 1024 * 1024)
-        return None if value is None else int(value)
-
-    @property
-    def SENTINELS(self) -> list[str | tuple[str, int]] | None:
-        """Sentinels to ask for the primary: ``"host:port"`` strings or ``(host, port)`` pairs."""
-        value = self._get("SENTINELS", None)
-        return None if value is None else list(value)
-
-    @property
-    def SENTINEL_SERVICE(self) -> str | None:
-        """The name under which the Sentinels monitor the primary (``sentinel monitor <name>``)."""
-        return self._get("SENTINEL_SERVICE", None)  # type: ignore[no-any-return]
-
-    @property
-    def SENTINEL_OPTIONS(self) -> dict[str, Any]:
-        """Keyword arguments for the connections to the Sentinels themselves (``password``...)."""
-        return dict(self._get("SENTINEL_OPTIONS", {}))
-
-    @property
-    def CLUSTER_NODES(self) -> list[str | tuple[str, int]] | None:
-        """Start nodes (``"host:port"`` or ``(host, port)``) of a Redis Cluster."""
-        value = self._get("CLUSTER_NODES", None)
-        return None if value is None else list(value)
-
-    @property
-    def TLS(self) -> dict[str, Any] | None:
-        """TLS files (``ca_file``, ``cert_file``, ``key_file``) and ``check_hostname``: a dict,
-        even empty, turns TLS on for every connection; None leaves it to the URL's scheme."""
-        value = self._get("TLS", None)
-        return None if value is None else dict(value)
-
-    @property
-    def WAIT_REPLICAS(self) -> int:
-        """After each write, wait until this many replicas have it (``WAIT``); 0: never wait."""
-        return int(self._get("WAIT_REPLICAS", 0))
-
-    @property
-    def WAIT_TIMEOUT(self) -> float:
-        """Seconds a write waits for ``WAIT_REPLICAS`` replicas at most."""
-        return float(self._get("WAIT_TIMEOUT", 0.25))
+def raw(name: str) -> Any:
+    """``REDISSTORE_<name>`` as set, or its default: unparsed (the checks inspect it as is)."""
+    return getattr(settings, "REDISSTORE_" + name, DEFAULTS[name])
 
 
 def to_seconds(name: str, value: Any) -> int:
@@ -168,4 +75,177 @@ def to_seconds(name: str, value: Any) -> int:
     return int(value)
 
 
-conf = Settings()
+def _optional(parse: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    return lambda name, value: None if value is None else parse(name, value)
+
+
+def _proxies(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise ImproperlyConfigured("REDISSTORE_TRUSTED_PROXIES must be a list, not a string")
+    return tuple(str(item) for item in value)
+
+
+def _mapping(name: str, value: Any) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))  # read-only: the snapshot is shared by every request
+
+
+def _addresses(name: str, value: Any) -> tuple[Any, ...]:
+    return tuple(value)
+
+
+def _same(name: str, value: Any) -> Any:
+    return value
+
+
+#: How each setting is parsed (and validated); a setting not listed here is taken as it is.
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "CONNECT_TIMEOUT": lambda name, value: float(value),
+    "SOCKET_TIMEOUT": lambda name, value: float(value),
+    "CONNECTION_OPTIONS": _mapping,
+    "COMPRESS_MIN_SIZE": _optional(lambda name, value: int(value)),
+    "INDEX_HEADROOM": lambda name, value: int(value),
+    "REMEMBER_ME_AGE": to_seconds,
+    "IDLE_TIMEOUT": _optional(to_seconds),
+    "ABSOLUTE_TIMEOUT": _optional(to_seconds),
+    "DEVICE_UPDATE_INTERVAL": to_seconds,
+    "TRUSTED_PROXIES": _proxies,
+    "REDACT_KEYS": lambda name, value: tuple(value),
+    "RETRIES": lambda name, value: max(0, int(value)),
+    "RETRY_AFTER": lambda name, value: int(value),
+    "MAX_SIZE": _optional(lambda name, value: int(value)),
+    "SENTINELS": _optional(_addresses),
+    "SENTINEL_OPTIONS": _mapping,
+    "CLUSTER_NODES": _optional(_addresses),
+    "TLS": _optional(_mapping),
+    "WAIT_REPLICAS": lambda name, value: int(value),
+    "WAIT_TIMEOUT": lambda name, value: float(value),
+}
+
+
+def read(name: str) -> Any:
+    """``REDISSTORE_<name>`` parsed, read now (not from the snapshot); raises
+    ``ImproperlyConfigured`` for a duration or proxy list that cannot work, and what the
+    conversion raises (``ValueError``, ``TypeError``) for a number that is not one."""
+    return _PARSERS.get(name, _same)(name, raw(name))
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The settings as of the last change: see README.rst, "Settings", for each one."""
+
+    URL: str | None
+    CACHE_ALIAS: str | None
+    KEY_PREFIX: str
+    CONNECT_TIMEOUT: float
+    SOCKET_TIMEOUT: float
+    CONNECTION_OPTIONS: Mapping[str, Any]
+    COMPRESS_MIN_SIZE: int | None
+    INDEX_HEADROOM: int
+    REMEMBER_ME_AGE: int
+    IDLE_TIMEOUT: int | None
+    ABSOLUTE_TIMEOUT: int | None
+    DEVICE_UPDATE_INTERVAL: int
+    TRUSTED_PROXIES: tuple[str, ...]
+    REDACT_KEYS: tuple[str, ...]
+    ON_REDIS_ERROR: str
+    RETRIES: int
+    RETRY_AFTER: int
+    MAX_SIZE: int | None
+    SENTINELS: tuple[str | tuple[str, int], ...] | None
+    SENTINEL_SERVICE: str | None
+    SENTINEL_OPTIONS: Mapping[str, Any]
+    CLUSTER_NODES: tuple[str | tuple[str, int], ...] | None
+    TLS: Mapping[str, Any] | None
+    WAIT_REPLICAS: int
+    WAIT_TIMEOUT: float
+    # Django's settings that the engine consults on every request.
+    secret_key: str
+    #: ``SECRET_KEY`` first, then ``SECRET_KEY_FALLBACKS``.
+    secrets: tuple[str, ...]
+    save_every_request: bool
+    expire_at_browser_close: bool
+    cookie_age: int
+    serializer: Any  # the SESSION_SERIALIZER class
+    # Derived once.
+    #: Reads slide the TTL: ``SESSION_SAVE_EVERY_REQUEST`` or ``REDISSTORE_IDLE_TIMEOUT``.
+    slides: bool
+    #: ``<KEY_PREFIX>:s:``, the start of every session's key.
+    session_prefix: str
+    #: The settings that pick a Redis client, as a hashable key of the client cache.
+    client_key: tuple[Any, ...]
+
+
+def _client_key(values: dict[str, Any]) -> tuple[Any, ...]:
+    names = (
+        "URL",
+        "CACHE_ALIAS",
+        "SENTINELS",
+        "SENTINEL_SERVICE",
+        "SENTINEL_OPTIONS",
+        "CLUSTER_NODES",
+        "TLS",
+        "CONNECT_TIMEOUT",
+        "SOCKET_TIMEOUT",
+        "RETRIES",
+        "CONNECTION_OPTIONS",
+    )
+    return tuple(
+        repr(sorted(v.items())) if isinstance(v, Mapping) else repr(v)
+        for v in (values[name] for name in names)
+    )
+
+
+def _validated(name: str) -> Any:
+    try:
+        return read(name)
+    except (TypeError, ValueError) as e:
+        raise ImproperlyConfigured(f"REDISSTORE_{name} {raw(name)!r} is not usable: {e}") from e
+
+
+def _build() -> Snapshot:
+    values = {name: _validated(name) for name in DEFAULTS}
+    secret_key = settings.SECRET_KEY
+    return Snapshot(
+        **values,
+        secret_key=secret_key,
+        secrets=(secret_key, *getattr(settings, "SECRET_KEY_FALLBACKS", ())),
+        save_every_request=bool(settings.SESSION_SAVE_EVERY_REQUEST),
+        expire_at_browser_close=bool(settings.SESSION_EXPIRE_AT_BROWSER_CLOSE),
+        cookie_age=int(settings.SESSION_COOKIE_AGE),
+        serializer=import_string(settings.SESSION_SERIALIZER),
+        slides=bool(settings.SESSION_SAVE_EVERY_REQUEST) or values["IDLE_TIMEOUT"] is not None,
+        session_prefix=f"{values['KEY_PREFIX']}:s:",
+        client_key=_client_key(values),
+    )
+
+
+@lru_cache(maxsize=1)
+def get() -> Snapshot:
+    """The current settings (built now if a setting changed since the last call).
+
+    An ``lru_cache`` of one entry: a hit is a C call, about as cheap as reading a global.
+    """
+    return _build()
+
+
+def forget(**kwargs: Any) -> None:
+    """Drop the snapshot: the next ``get()`` reads the settings again."""
+    get.cache_clear()
+
+
+setting_changed.connect(forget, dispatch_uid="django_redisstore.conf")
+
+
+class _Current:
+    """``conf.X``: attribute ``X`` of the current snapshot."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(get(), name)
+
+
+if TYPE_CHECKING:
+    conf: Snapshot
+else:
+    conf = _Current()

@@ -21,3 +21,8 @@ class SessionTooLarge(RedisStoreError):
 
     Raised before anything is sent to Redis: the stored session keeps its previous data.
     """
+
+
+class WrongType(RedisStoreError):
+    """Redis refused a command because the key holds another type than the command works on
+    (``WRONGTYPE``): something other than this engine wrote under one of its keys."""

@@ -1,5 +1,7 @@
 """Copy the live sessions of another session engine into this one (``sessions import``).
 
+Private: no stable API.
+
 Switching ``SESSION_ENGINE`` then signs nobody out: each session keeps its key (the cookie
 value browsers hold), its data and the lifetime it had left, and signed-in ones are filed in
 their user's index. Sources read as they stream (a database cursor in chunks, or ``SCAN``),
@@ -26,9 +28,8 @@ from django.utils.module_loading import import_string
 
 from . import keys
 from .clients import get_client
-from .connection import execute, run_all
-from .keyspace import scan_batches
-from .scripts import Call
+from .flows import Call, execute, run_all
+from .keyspace import Progress, get_with_ttl, scan_batches, with_ttl
 
 #: Sessions written per round trip.
 BATCH = 500
@@ -36,7 +37,6 @@ BATCH = 500
 #: A session read from another engine: its key, data, and seconds left (None: unknown, the
 #: session's own expiry age then applies).
 Source = Iterator[tuple[str, dict[str, Any], int | None]]
-Progress = Callable[[float, int], None]
 
 #: The engines ``--from`` accepts, by short name and by ``SESSION_ENGINE`` path.
 ENGINES = {
@@ -126,12 +126,11 @@ def _from_redis(
         wanted = [(name, key_of(name.decode())) for name in names]
         wanted = [(name, key) for name, key in wanted if key is not None]
         if wanted:
-            calls = [Call.command(c, name) for name, _ in wanted for c in ("GET", "PTTL")]
-            replies = execute(client, calls)
-            for i, (_, key) in enumerate(wanted):
-                value, pttl = replies[2 * i], replies[2 * i + 1]
-                if value is None or pttl == -2:
+            replies = execute(client, get_with_ttl([name for name, _ in wanted]))
+            for (_, key), found in zip(wanted, with_ttl(replies), strict=True):
+                if found is None:
                     continue
+                value, pttl = found
                 try:
                     data = decode(value)
                 except Exception:

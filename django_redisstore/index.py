@@ -1,4 +1,7 @@
-"""The per-user index, read: a user's live sessions, "sign out everywhere", and its pruning.
+"""The per-user index: list a user's live sessions, end them ("sign out everywhere"), prune it.
+
+Public: ``user_sessions``, ``end_user_sessions``, their async twins and ``SessionInfo`` (all
+importable from ``django_redisstore``); the rest is private (no stable API).
 
 The engine files every signed-in session under ``<prefix>:u:<user id>`` (see ``keys``) as it
 writes it. An entry can outlive its session: Redis expired the session early (``maxmemory``
@@ -8,7 +11,7 @@ decoded with the engine's own codec, and entries whose session is gone, or now b
 someone else, are removed from the index on the way. Entries whose score has passed are
 certainly gone and are dropped without a look.
 
-Each operation is one flow, driven by ``connection.run`` or ``connection.arun``: the sync and
+Each operation is one flow, driven by ``flows.run`` or ``flows.arun``: the sync and
 async functions differ only in the driver. Reading a user's sessions costs two round trips (three
 when it prunes), ending them one more.
 """
@@ -22,13 +25,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from django.contrib.auth import SESSION_KEY
+
 from . import codec, keys
 from .clients import get_async_client, get_client
 from .conf import conf
-from .connection import Flow, arun, run
-from .keyspace import ascan_batches, scan_batches
-from .middleware import Device, device_of
-from .scripts import Call
+from .conf import get as get_settings
+from .devices import Device, device_of
+from .flows import Call, Flow, arun, run
+from .keyspace import ascan_batches, get_with_ttl, scan_batches, with_ttl
 
 logger = logging.getLogger("django_redisstore")
 
@@ -71,7 +76,7 @@ def session_info(
     A key without a TTL (``PTTL`` -1: the engine never writes one, but someone may have run
     ``PERSIST``) is still a live session: its ``ttl`` is -1 and ``expires_at`` the end of time.
     """
-    user = data.get("_auth_user_id")
+    user = data.get(SESSION_KEY)
     return SessionInfo(
         id=sid,
         user_id=None if user is None else str(user),
@@ -95,11 +100,10 @@ def user_key(user: Any) -> str:
     return str(user)
 
 
-def session_decoder() -> Any:
-    """A ``SessionStore`` to decode other sessions' records with (``decode_stored``)."""
-    from .session import SessionStore  # not at import: importing the package stays light
-
-    return SessionStore()
+def decode(name: str, blob: bytes) -> tuple[codec.Record, dict[str, Any]]:
+    """Verify and decode another session's record, as a request's read would (``SECRET_KEY``,
+    then its fallbacks); raise ``codec.InvalidRecord`` if it fails."""
+    return codec.decode(name, blob, keys.secrets(), get_settings().serializer)
 
 
 def sessions_flow(user_ids: Sequence[str]) -> Flow[tuple[dict[str, list[SessionInfo]], int]]:
@@ -122,18 +126,14 @@ def sessions_flow(user_ids: Sequence[str]) -> Flow[tuple[dict[str, list[SessionI
     found: dict[str, list[SessionInfo]] = {user: [] for user in user_ids}
     if not listed:
         return found, pruned
-    calls = []
-    for _, sid in listed:
-        name = keys.session_name(sid)
-        calls += [Call.command("GET", name), Call.command("PTTL", name)]
-    replies = yield calls
-    decoder = session_decoder()
+    replies = yield get_with_ttl([keys.session_name(sid) for _, sid in listed])
     stale: dict[str, list[str]] = {}
-    for (user, sid), blob, pttl in zip(listed, replies[0::2], replies[1::2], strict=True):
+    for (user, sid), fetched in zip(listed, with_ttl(replies), strict=True):
         info = None
-        if blob is not None and pttl != -2:  # -2: gone since the GET
+        if fetched is not None:
+            blob, pttl = fetched
             try:
-                record, data = decoder.decode_stored(keys.session_name(sid), blob)
+                record, data = decode(keys.session_name(sid), blob)
             except codec.InvalidRecord:
                 pass  # not a session this site can read: as good as gone
             else:

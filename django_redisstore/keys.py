@@ -1,5 +1,7 @@
 """Names of the Redis keys this package writes, and the secrets they are derived from.
 
+Private: no stable API.
+
 Two kinds of key, each touched by single-key commands only, so no command ever spans two hash
 slots on Redis Cluster, and no key name carries a hash tag (``{...}``):
 
@@ -32,11 +34,10 @@ import re
 import secrets as _random
 from functools import lru_cache
 
-from django.conf import settings
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS
-from django.core.signals import setting_changed
 
 from .conf import conf
+from .conf import get as get_settings
 
 #: Django's session keys are 32 characters of ``[a-z0-9]``; allow some room for other generators.
 _VALID_SESSION_KEY = re.compile(r"[a-z0-9]{8,64}")
@@ -52,9 +53,9 @@ def _derive(salt: str, secret: str) -> bytes:
     return hashlib.sha256((salt + secret).encode()).digest()
 
 
-def secrets() -> list[str]:
+def secrets() -> tuple[str, ...]:
     """``SECRET_KEY`` first, then ``SECRET_KEY_FALLBACKS`` (rotation keeps sessions readable)."""
-    return [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())]
+    return get_settings().secrets
 
 
 def mac_key(secret: str) -> bytes:
@@ -102,29 +103,15 @@ def is_valid_session_key(session_key: str | None) -> bool:
 
 def session_id(session_key: str, secret: str | None = None) -> str:
     """The hashed id under which the session with the cookie value ``session_key`` is kept."""
-    mac = _keyed(_NAME_SALT, settings.SECRET_KEY if secret is None else secret).copy()
+    mac = _keyed(_NAME_SALT, get_settings().secret_key if secret is None else secret).copy()
     mac.update(session_key.encode())
     digest = mac.digest()[:16]
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-@lru_cache(maxsize=1)
-def _session_prefix() -> str:
-    # Read once, not on every call: a setting left at its default costs 2.5 us to look up.
-    return f"{conf.KEY_PREFIX}:s:"
-
-
-def _forget_prefix(setting: str, **kwargs: object) -> None:
-    if setting == "REDISSTORE_KEY_PREFIX":
-        _session_prefix.cache_clear()
-
-
-setting_changed.connect(_forget_prefix, dispatch_uid="django_redisstore.keys")
-
-
 def session_name(session_id: str) -> str:
     """The Redis key of a session, from its hashed id."""
-    return _session_prefix() + session_id
+    return get_settings().session_prefix + session_id
 
 
 def session_pattern() -> str:

@@ -1,16 +1,18 @@
 """Walking the keyspace, for the bulk tools (``sessions inspect``/``purge``, the importers, the
 per-user indexes).
 
+Private: no stable API.
+
 ``scan_batches``/``ascan_batches`` visit every key matching a pattern one ``SCAN`` step at a time
 (each primary in turn on a cluster), with ``scan_progress`` telling how far the walk has got.
 ``execute_plain``/``execute_packed`` send the thousands of small plain commands such a step
-calls for at less cost per command than ``connection.execute``; ``unlink`` removes keys wherever
+calls for at less cost per command than ``flows.execute``; ``unlink`` removes keys wherever
 they live.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import redis
@@ -18,8 +20,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from .clients import REDIS_6, REDIS_ERRORS, is_cluster, translate_error
-from .connection import execute
-from .scripts import Call
+from .flows import Call, execute
 
 
 def scan_progress(cursor: int) -> float:
@@ -57,8 +58,8 @@ def scan_batches(
     on), and each step names its node, so that the keys it found can be handled there. Keys
     present for the whole walk are returned at least once; a key may come twice.
     """
-    nodes = _nodes(client)
     try:
+        nodes = _nodes(client)
         for done, node in enumerate(nodes):
             cursor = 0
             while True:
@@ -155,3 +156,19 @@ def unlink(client: Any, names: Sequence[bytes | str]) -> int:
     if is_cluster(client):
         return sum(execute(client, [Call.command("UNLINK", name) for name in names]))
     return int(execute_plain(client, [("UNLINK", *names)])[0])
+
+
+#: Called now and then during a walk with the fraction done (0 to 1) and the keys seen.
+Progress = Callable[[float, int], None]
+
+
+def get_with_ttl(names: Sequence[str | bytes]) -> list[Call]:
+    """``GET`` and ``PTTL`` of each of ``names``: one batch, its replies for ``with_ttl``."""
+    return [Call.command(command, name) for name in names for command in ("GET", "PTTL")]
+
+
+def with_ttl(replies: Sequence[Any]) -> list[tuple[bytes, int] | None]:
+    """The value and ``PTTL`` (ms) of each key ``get_with_ttl`` asked about, in order; None for
+    a key that is gone (``PTTL`` -2: it went between the two commands)."""
+    pairs = zip(replies[0::2], replies[1::2], strict=True)
+    return [None if value is None or pttl == -2 else (value, pttl) for value, pttl in pairs]

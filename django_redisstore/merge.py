@@ -1,5 +1,7 @@
 """The three-way merge that keeps parallel requests of one session from losing each other's work.
 
+Private: no stable API.
+
 A save is conditional on the record being the version the request read. When another request
 wrote in between, the engine gets the newer record back, applies *its own* changes (what differs
 between what it read and what it now holds) on top of it, and tries again. Keys changed by only

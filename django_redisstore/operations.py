@@ -1,6 +1,8 @@
 """Bulk operations on this prefix's sessions: what ``manage.py sessions inspect`` and ``purge``
 run. The command only parses arguments and formats what these functions return.
 
+Private: no stable API.
+
 Everything streams: the keyspace is walked with ``SCAN ... MATCH <prefix>:s:* COUNT 1000``
 (never ``KEYS``), each reply is handled with a few pipelines and then forgotten, so memory
 stays flat however many sessions there are. Only keys of this prefix are read or deleted.
@@ -22,23 +24,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from django.contrib.auth import SESSION_KEY
+
 from . import codec, keys
 from .clients import get_client
-from .connection import execute, run
+from .flows import Call, execute, run
 from .index import (
     SessionInfo,
+    decode,
     end_user_sessions,
-    session_decoder,
     session_info,
     sessions_flow,
     user_sessions,
     utc,
 )
-from .keyspace import Scanned, execute_packed, execute_plain, scan_batches, unlink
-from .scripts import DELETE_IF_UNCHANGED, Call
-
-#: Called now and then during a walk with the fraction done (0 to 1) and the sessions seen.
-Progress = Callable[[float, int], None]
+from .keyspace import (
+    Progress,
+    Scanned,
+    execute_packed,
+    execute_plain,
+    get_with_ttl,
+    scan_batches,
+    unlink,
+    with_ttl,
+)
+from .scripts import DELETE_IF_UNCHANGED
 
 #: ``SCAN`` hint: keys per step. Larger steps mean fewer round trips, longer single commands.
 SCAN_COUNT = 1000
@@ -226,15 +236,13 @@ def find_session(session_key: str) -> tuple[SessionInfo, dict[str, Any]] | None:
     client = get_client()
     now = time.time()
     names = [keys.session_name(keys.session_id(session_key, s)) for s in keys.secrets()]
-    calls = [Call.command(c, name) for name in names for c in ("GET", "PTTL")]
-    replies = execute(client, calls)
-    decoder = session_decoder()
-    for i, name in enumerate(names):
-        blob, pttl = replies[2 * i], replies[2 * i + 1]
-        if blob is None or pttl == -2:
+    replies = execute(client, get_with_ttl(names))
+    for name, found in zip(names, with_ttl(replies), strict=True):
+        if found is None:
             continue
+        blob, pttl = found
         try:
-            record, data = decoder.decode_stored(name, blob)
+            record, data = decode(name, blob)
         except codec.InvalidRecord:
             continue
         return session_info(name.rsplit(":", 1)[1], record, data, pttl, now), data
@@ -243,7 +251,8 @@ def find_session(session_key: str) -> tuple[SessionInfo, dict[str, Any]] | None:
 
 def user_is_indexed(user_id: str) -> bool:
     """Whether ``user_id`` has an index (a user deleted from the database may still have one)."""
-    return bool(get_client().exists(keys.user_index_name(user_id)))
+    (found,) = execute(get_client(), [Call.command("EXISTS", keys.user_index_name(user_id))])
+    return bool(found)
 
 
 # purge ------------------------------------------------------------------------------------------
@@ -315,15 +324,14 @@ def purge_matching(
         replies = execute(node, calls)
         ended += sum(1 for reply in replies if reply != 0)
         unindex: dict[str, list[str]] = {}
-        decoder = session_decoder()
         for seen, reply in zip(chosen, replies, strict=True):
             if isinstance(reply, bytes):
                 name = seen.name.decode()
                 try:
-                    _, data = decoder.decode_stored(name, reply)
+                    _, data = decode(name, reply)
                 except codec.InvalidRecord:
                     continue
-                user = data.get("_auth_user_id")
+                user = data.get(SESSION_KEY)
                 if user is not None:
                     unindex.setdefault(str(user), []).append(name[prefix:])
         if unindex:

@@ -1,4 +1,6 @@
-"""The Lua scripts of the engine, and ``Call``: one Redis command as plain data.
+"""The Lua scripts of the engine (``flows.Script`` objects: ``SCRIPT.call(key, *args)``).
+
+Private: no stable API.
 
 Each script touches exactly one key (``KEYS[1]``), so it runs on Redis Cluster without
 ``CROSSSLOT`` errors; what must happen to two keys is sent as two calls in one pipeline. Byte
@@ -8,50 +10,7 @@ arguments) so that a record's times, its TTL and the index scores share one cloc
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field
-from typing import Any
-
-
-@dataclass(frozen=True)
-class Script:
-    name: str
-    source: str
-    sha: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
-
-    def call(self, key: str, *args: Any) -> Call:
-        return Call(("EVALSHA", self.sha, 1, key, *args), self)
-
-
-@dataclass(frozen=True)
-class Call:
-    """One command for ``execute_command``; ``script`` is set for ``EVALSHA`` calls, so that the
-    executor can fall back to ``EVAL`` where the server does not know the script yet."""
-
-    args: tuple[Any, ...]
-    script: Script | None = None
-
-    @classmethod
-    def command(cls, *args: Any) -> Call:
-        return cls(args)
-
-    def as_eval(self) -> tuple[Any, ...]:
-        assert self.script is not None
-        return ("EVAL", self.script.source, *self.args[2:])
-
-
-@dataclass(frozen=True)
-class Pause:
-    """A flow's request to wait before its next batch: the backoff between conflicting saves.
-
-    The sync driver sleeps, the async driver awaits; the flow receives an empty reply list.
-    """
-
-    seconds: float
-
+from .flows import Script
 
 #: Read a session and, when its record says so, slide its TTL to ``idle`` seconds (capped by
 #: ``until``). ARGV: now (unix seconds). Returns the record, or nil.
@@ -68,6 +27,7 @@ if idle > 0 then
 end
 return blob
 """,
+    ttl_only=True,
 )
 
 #: Replace a session's record if it is still the version the caller read (compared by MAC).

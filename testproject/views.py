@@ -15,8 +15,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from django_redisstore import end_user_sessions, keys, user_sessions
-from django_redisstore.clients import get_client
+from django_redisstore import end_user_sessions, locate_session, user_sessions
 from django_redisstore.middleware import DEVICE_KEY, device_of
 from django_redisstore.views import RememberMeLoginView
 
@@ -38,7 +37,7 @@ def _ago(moment: datetime) -> str:
 
 def _current_id(request: HttpRequest) -> str | None:
     key = request.session.session_key
-    return keys.session_id(key) if key else None
+    return locate_session(key).id if key else None
 
 
 class LoginView(RememberMeLoginView):
@@ -54,16 +53,13 @@ def home(request: HttpRequest) -> HttpResponse:
     """The current session as the engine keeps it: hashed id, TTL, expiry, data."""
     session = request.session
     data = dict(session.items())  # reads the session (one round trip)
-    sid = _current_id(request)
-    ttl = None
-    if sid:
-        pttl = get_client().pttl(keys.session_name(sid))
-        ttl = pttl // 1000 if pttl >= 0 else None
+    key = session.session_key
+    where = locate_session(key) if key else None
     context = {
-        "session_id": sid,
-        "redis_key": keys.session_name(sid) if sid else None,
-        "ttl": ttl,
-        "expiry_date": session.get_expiry_date() if sid else None,
+        "session_id": where.id if where else None,
+        "redis_key": where.redis_key if where else None,
+        "ttl": where.ttl() if where else None,
+        "expiry_date": session.get_expiry_date() if where else None,
         "browser_close": session.get_expire_at_browser_close(),
         "data": _redacted({k: v for k, v in data.items() if k != DEVICE_KEY}),
         "device": device_of(data),

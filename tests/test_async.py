@@ -18,7 +18,7 @@ from django.contrib.sessions.backends.base import UpdateError
 from django.test import override_settings
 from django.utils import timezone
 
-from django_redisstore import clients, connection, keys
+from django_redisstore import clients, flows, keys
 from django_redisstore.session import SessionStore
 
 #: Tests of the async methods that this engine defines itself: they run on Django 4.2 too.
@@ -48,7 +48,7 @@ async def async_only(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
     def forbidden() -> redis.Redis:
         raise SyncClientUsed("the async API used the sync Redis client")
 
-    monkeypatch.setattr(connection, "get_client", forbidden)
+    monkeypatch.setattr(flows, "get_client", forbidden)
     yield
 
 
@@ -227,7 +227,7 @@ async def test_malformed_key_never_reaches_redis(monkeypatch: pytest.MonkeyPatch
     def forbidden() -> Any:
         raise AssertionError("a malformed key reached Redis")
 
-    monkeypatch.setattr(connection, "get_async_client", forbidden)
+    monkeypatch.setattr(flows, "get_async_client", forbidden)
     store = SessionStore("ü" * 40)
     assert store.session_key is None
     assert await store.aload() == {}

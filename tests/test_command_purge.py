@@ -15,7 +15,7 @@ import redis
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError
 
-from django_redisstore import keys
+from django_redisstore import codec, keys
 from django_redisstore.session import SessionStore
 
 from .command_helpers import Terminal, alive, make_session, name_of, sessions, sessions_json
@@ -252,12 +252,12 @@ def test_no_session_created_during_purge_all_is_left_out_of_its_index(
         stop.set()
         thread.join()
 
-    decoder = SessionStore()
+    serializer = SessionStore().serializer
     live = set()
     for name in redis_client.scan_iter(f"{redisstore}:s:*", count=1000):
         blob = redis_client.get(name)
         if blob is not None:
-            _, data = decoder.decode_stored(name.decode(), blob)
+            _, data = codec.decode(name.decode(), blob, keys.secrets(), serializer)
             assert data["_auth_user_id"] == "7"
             live.add(name.decode().rsplit(":", 1)[1])
     indexed = {m.decode() for m in redis_client.zrange(keys.user_index_name("7"), 0, -1)}

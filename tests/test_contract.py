@@ -21,7 +21,7 @@ from django.core.management import call_command
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from django_redisstore import connection, keys
+from django_redisstore import flows, keys
 from django_redisstore.session import SessionStore
 
 
@@ -382,7 +382,7 @@ def test_malformed_key_is_never_sent_to_redis(
     def no_redis() -> None:
         raise AssertionError("a malformed key reached Redis")
 
-    monkeypatch.setattr(connection, "get_client", no_redis)
+    monkeypatch.setattr(flows, "get_client", no_redis)
     store = SessionStore(bad_key)
     assert store.session_key is None
     assert store.load() == {}

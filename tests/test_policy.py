@@ -17,7 +17,7 @@ import redis
 from django.conf import settings as django_settings
 from django.test import AsyncClient, Client
 
-from django_redisstore import clients, keys
+from django_redisstore import clients, codec, keys
 from django_redisstore.exceptions import ConnectionInterrupted, SessionTooLarge
 from django_redisstore.session import SessionStore
 from django_redisstore.unavailable import PAGE
@@ -315,7 +315,7 @@ def test_session_over_max_size_is_refused_before_anything_is_sent(
 def test_session_at_max_size_is_saved(settings: Any) -> None:
     session = SessionStore()
     session["v"] = ""
-    overhead = len(session._encode_payload({"v": ""}))
+    overhead = len(codec.encode_payload({"v": ""}, session.serializer))
     settings.REDISSTORE_MAX_SIZE = overhead + 500
     session["v"] = "x" * 500
     session.save()

@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.test import Client
 
-from django_redisstore import codec, keys
+from django_redisstore import codec, keys, storage
 from django_redisstore import session as session_module
 from django_redisstore.session import SessionStore
 
@@ -31,6 +31,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock()
     monkeypatch.setattr(session_module, "time", clock)
+    monkeypatch.setattr(storage, "time", clock)
     return clock
 
 

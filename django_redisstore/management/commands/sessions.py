@@ -73,7 +73,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="{inspect,purge,import}")
+        self._add_inspect(sub)
+        self._add_purge(sub)
+        self._add_import(sub)
 
+    def _add_inspect(self, sub: Any) -> None:
         inspect = sub.add_parser(
             "inspect",
             help="Summarise all sessions, or show one session (KEY) or one user's (--user).",
@@ -92,6 +96,7 @@ class Command(BaseCommand):
         )
         self._add_format(inspect)
 
+    def _add_purge(self, sub: Any) -> None:
         purge = sub.add_parser(
             "purge",
             help="End the sessions that exactly one selector picks.",
@@ -119,6 +124,7 @@ class Command(BaseCommand):
         purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         self._add_format(purge)
 
+    def _add_import(self, sub: Any) -> None:
         imports = sub.add_parser(
             "import",
             help="Copy the live sessions of another engine into this one.",
@@ -189,34 +195,13 @@ class Command(BaseCommand):
         finally:
             if bar:
                 bar.close()
-        labels = operations.HISTOGRAM_LABELS
         names = usernames([user for user, _ in summary.top_users])
         if options["format"] == "json":
-            return self.emit_json(
-                {
-                    "prefix": conf.KEY_PREFIX,
-                    "total": summary.total,
-                    "authenticated": summary.authenticated,
-                    "anonymous": summary.anonymous,
-                    "users": summary.users,
-                    "top_users": [
-                        {"user": u, "username": names.get(u), "sessions": n}
-                        for u, n in summary.top_users
-                    ],
-                    "ttl_histogram": [
-                        {"range": label, "sessions": n}
-                        for label, n in zip(labels, summary.ttl_histogram, strict=True)
-                    ],
-                    "age_histogram": [
-                        {"range": label, "sessions": n}
-                        for label, n in zip(labels, summary.age_histogram, strict=True)
-                    ],
-                    "memory_bytes": summary.memory_bytes,
-                    "memory_samples": summary.memory_samples,
-                    "oldest": iso(summary.oldest),
-                    "newest": iso(summary.newest),
-                }
-            )
+            return self.emit_json(summary_json(summary, names))
+        self.write_summary(summary, names)
+
+    def write_summary(self, summary: operations.Summary, names: dict[str, str]) -> None:
+        labels = operations.HISTOGRAM_LABELS
         write = self.stdout.write
         write(self.style.MIGRATE_HEADING(f"Sessions under the prefix {conf.KEY_PREFIX!r}"))
         write(f"  total           {summary.total:>12,}")
@@ -383,6 +368,33 @@ class Command(BaseCommand):
             f"{verb} {plural(result.imported)} ({result.present:,} already here, "
             f"{result.skipped:,} unreadable or expired skipped)."
         )
+
+
+def summary_json(summary: operations.Summary, names: dict[str, str]) -> dict[str, Any]:
+    """The stable JSON shape of ``sessions inspect``'s summary."""
+    labels = operations.HISTOGRAM_LABELS
+    return {
+        "prefix": conf.KEY_PREFIX,
+        "total": summary.total,
+        "authenticated": summary.authenticated,
+        "anonymous": summary.anonymous,
+        "users": summary.users,
+        "top_users": [
+            {"user": u, "username": names.get(u), "sessions": n} for u, n in summary.top_users
+        ],
+        "ttl_histogram": [
+            {"range": label, "sessions": n}
+            for label, n in zip(labels, summary.ttl_histogram, strict=True)
+        ],
+        "age_histogram": [
+            {"range": label, "sessions": n}
+            for label, n in zip(labels, summary.age_histogram, strict=True)
+        ],
+        "memory_bytes": summary.memory_bytes,
+        "memory_samples": summary.memory_samples,
+        "oldest": iso(summary.oldest),
+        "newest": iso(summary.newest),
+    }
 
 
 def describe(info: index.SessionInfo) -> dict[str, Any]:

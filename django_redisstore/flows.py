@@ -1,66 +1,99 @@
-"""Sending ``Call`` batches to Redis, and driving flows (generators of such batches) to their end.
+"""Flows, and the one executor that sends their calls to Redis.
 
-The engine builds every Redis interaction as a list of ``Call`` objects (see ``scripts``).
-``execute``/``aexecute`` send one such batch: a batch of one call as it is, a longer batch as one
+Private: no stable API.
+
+The engine writes each Redis operation once, as a *flow*: a generator that yields batches of
+``Call`` objects (one Redis command each, as plain data), receives their replies and returns a
+value; a ``Pause`` asks to wait before the next batch (the backoff between conflicting saves).
+``run`` drives a flow with the sync client and ``arun`` with the async one, so the sync and async
+APIs share all but the socket; ``run_all`` drives many flows in lockstep (``sessions import``).
+
+``execute``/``aexecute`` send one batch: a batch of one call as it is, a longer batch as one
 non-transactional pipeline, one round trip either way. On a cluster such a pipeline may span
 several primaries (redis-py sends each its share at once); that is safe because every call
 touches one key (see ``keys``). They also add the ``WAIT`` that ``REDISSTORE_WAIT_REPLICAS``
 asks for, re-send a script the server has forgotten (NOSCRIPT) as ``EVAL``, and raise what
-redis-py reports as the engine's exceptions (``ConnectionInterrupted`` for an outage).
-
-``run``/``arun`` drive a flow (see ``session``) with the sync or the async client, ``run_all``
-many flows in lockstep. The clients come from ``clients``; the bulk tools' walks of the keyspace
-live in ``keyspace``.
+redis-py reports as the engine's exceptions (``clients.translate_error``): with the scans and
+packed pipelines of ``keyspace``, the only code that talks to Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis.asyncio.cluster
-from django.core.signals import setting_changed
 from redis.exceptions import NoScriptError
 
 # ``run``/``arun``/``run_all`` call the client getters through this module's namespace: tests
-# replace ``connection.get_client`` / ``connection.get_async_client`` to forbid a client.
+# replace ``flows.get_client`` / ``flows.get_async_client`` to forbid a client.
 from .clients import REDIS_ERRORS, get_async_client, get_client, is_cluster, translate_error
 from .conf import conf
-from .scripts import LOAD_SLIDING, Call, Pause
+from .conf import get as get_settings
 
 logger = logging.getLogger("django_redisstore")
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script, called by its SHA (``EVALSHA``), sent whole where the server lacks it."""
+
+    name: str
+    source: str
+    #: It writes nothing but a TTL, whose loss in a failover costs nothing: no ``WAIT`` for it.
+    ttl_only: bool = False
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+
+    def call(self, key: str, *args: Any) -> Call:
+        return Call(("EVALSHA", self.sha, 1, key, *args), self)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One command for ``execute_command``; ``script`` is set for ``EVALSHA`` calls, so that the
+    executor can fall back to ``EVAL`` where the server does not know the script yet."""
+
+    args: tuple[Any, ...]
+    script: Script | None = None
+
+    @classmethod
+    def command(cls, *args: Any) -> Call:
+        return cls(args)
+
+    def as_eval(self) -> tuple[Any, ...]:
+        assert self.script is not None
+        return ("EVAL", self.script.source, *self.args[2:])
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A flow's request to wait before its next batch: the backoff between conflicting saves.
+
+    The sync driver sleeps, the async driver awaits; the flow receives an empty reply list.
+    """
+
+    seconds: float
+
 
 T = TypeVar("T")
 #: A flow: a generator that yields batches of calls, receives their replies and returns a value.
 Flow = Generator[list[Call] | Pause, list[Any], T]
 
 # Commands of the engine that only read: anything else is a write that REDISSTORE_WAIT_REPLICAS
-# waits for. LOAD_SLIDING writes a TTL only, whose loss in a failover costs nothing.
+# waits for (and neither is a script that writes a TTL only: ``Script.ttl_only``).
 _READS = frozenset({"GET", "EXISTS", "PTTL", "TTL", "ZRANGE", "ZSCORE", "ZCARD", "SCAN"})
 
 
-#: ``REDISSTORE_WAIT_REPLICAS`` as last read (None: read it again). Every batch asks whether
-#: to follow its writes with ``WAIT``; a setting left at its default costs 2.5 us to look up.
-_current_replicas: int | None = None
-
-
 def _wait_replicas() -> int:
-    global _current_replicas
-    replicas = _current_replicas
-    if replicas is None:
-        replicas = _current_replicas = conf.WAIT_REPLICAS
-    return replicas
-
-
-def _forget_replicas(**kwargs: Any) -> None:
-    global _current_replicas
-    _current_replicas = None
-
-
-setting_changed.connect(_forget_replicas, dispatch_uid="django_redisstore.connection")
+    return get_settings().WAIT_REPLICAS
 
 
 def _check(client: Any, results: list[Any]) -> list[Any]:
@@ -76,9 +109,10 @@ def _key_of(call: Call) -> Any:
 
 def _first_write(calls: Sequence[Call]) -> Call | None:
     for call in calls:
-        if call.script is LOAD_SLIDING or str(call.args[0]).upper() in _READS:
+        if call.script is not None and call.script.ttl_only:
             continue
-        return call
+        if str(call.args[0]).upper() not in _READS:
+            return call
     return None
 
 
@@ -140,11 +174,26 @@ def execute(client: Any, calls: Sequence[Call]) -> list[Any]:
         else:
             results = _pipeline(client, calls, wait, wait_options).execute(raise_on_error=False)
             if again := _unknown_scripts(calls, results):
-                evals = [Call(calls[i].as_eval()) for i in again]
-                pipe = _pipeline(client, evals, wait, wait_options)
+                pipe = _evals(client, calls, again, wait, wait_options)
                 _take_eval_replies(results, again, pipe.execute(raise_on_error=False), wait)
     except REDIS_ERRORS as e:
         raise translate_error(client, e) from e
+    return _replies(client, calls, results, wait)
+
+
+def _evals(
+    client: Any,
+    calls: Sequence[Call],
+    again: list[int],
+    wait: tuple[Any, ...],
+    wait_options: dict[str, Any],
+) -> Any:
+    """The pipeline that re-sends the calls at ``again`` as ``EVAL`` (with its own WAIT)."""
+    return _pipeline(client, [Call(calls[i].as_eval()) for i in again], wait, wait_options)
+
+
+def _replies(client: Any, calls: Sequence[Call], results: list[Any], wait: object) -> list[Any]:
+    """The replies of ``calls``: an error among them raised, the WAIT's reply taken off."""
     _check(client, results)
     if wait:
         _report_wait(results.pop(), calls)
@@ -184,15 +233,11 @@ async def aexecute(client: Any, calls: Sequence[Call]) -> list[Any]:
             pipe = _pipeline(client, calls, wait, wait_options)
             results = await pipe.execute(raise_on_error=False)
             if again := _unknown_scripts(calls, results):
-                evals = [Call(calls[i].as_eval()) for i in again]
-                pipe = _pipeline(client, evals, wait, wait_options)
+                pipe = _evals(client, calls, again, wait, wait_options)
                 _take_eval_replies(results, again, await pipe.execute(raise_on_error=False), wait)
     except REDIS_ERRORS as e:
         raise translate_error(client, e) from e
-    _check(client, results)
-    if wait:
-        _report_wait(results.pop(), calls)
-    return results
+    return _replies(client, calls, results, wait)
 
 
 # Drivers of flows -----------------------------------------------------------------------------

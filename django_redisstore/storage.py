@@ -1,0 +1,400 @@
+"""The flows that read and write one session's record: what ``SessionStore`` runs.
+
+Private: no stable API. Each operation is written once, as a *flow* (see ``flows``): a generator
+that yields batches of Redis calls and receives their replies, driven sync or async by the store.
+The flows keep the store's record state (``_version``, ``_base``, ``_created``, ``_user``,
+``_until``, ``_fresh``: see ``SessionStore._forget_record``) up to date.
+
+Round trips: reading a session is one (``GET``, or a script that also slides its TTL), saving a
+change is one (a conditional write, plus index upkeep in the same pipeline), creating is one
+(``SET NX``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import SESSION_KEY
+from django.contrib.sessions.backends.base import CreateError, UpdateError
+
+from . import codec, expiry, keys, merge
+from .conf import get as snapshot
+from .exceptions import RedisStoreError, SessionTooLarge
+from .flows import Call, Flow, Pause
+from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH
+
+if TYPE_CHECKING:
+    from .session import SessionStore
+
+security_logger = logging.getLogger("django.security.SuspiciousSession")
+
+#: A version (MAC) that no record has. A store that lost the race to move a rotated session
+#: under today's name sets it: its save then gets the current record back and merges with it.
+UNKNOWN_VERSION = b"\x00"
+
+
+def user_of(data: dict[str, Any]) -> str | None:
+    """The id of the user signed in to a session (Django's ``SESSION_KEY``), or None."""
+    user = data.get(SESSION_KEY)
+    return None if user is None else str(user)
+
+
+# Load: fetch, rotation, deadline, slide --------------------------------------------------------
+
+
+def load_flow(store: SessionStore) -> Flow[dict[str, Any]]:
+    """Read the store's session: its data, or {} when there is none (the key is then dropped)."""
+    session_key = store.session_key
+    if session_key is None:  # no key, or one that failed validation: nothing to look up
+        store._forget_record()
+        return {}
+    now = time.time()
+    settings = snapshot()
+    sid = store._session_id(session_key)
+    name = keys.session_name(sid)
+    call = LOAD_SLIDING.call(name, repr(now)) if settings.slides else Call.command("GET", name)
+    (blob,) = yield [call]
+    secret = settings.secret_key
+    if blob is None and len(settings.secrets) > 1:
+        blob, secret, name = yield from _find_rotated(session_key, name)
+    store._forget_record()
+    found = _verified(store, name, blob, secret)
+    if found is None:
+        store._session_key = None
+        return {}
+    record, data = found
+    store._remember(record, data)
+    end = expiry.deadline(record.created, settings.ABSOLUTE_TIMEOUT)
+    if end is not None and now >= end:
+        # Past its absolute lifetime (its TTL says otherwise only when the setting was lowered
+        # since it was written): never served, and gone for good.
+        yield delete_calls(name, store._user)
+        store._forget_record()
+        store._session_key = None
+        return {}
+    if secret != settings.secret_key:
+        yield from _move_to_current_secret(store, data, now, name)
+    elif settings.slides:
+        yield from _after_slide(store, record, data, sid, now, end)
+    return data
+
+
+def _verified(
+    store: SessionStore, name: str, blob: bytes | None, secret: str
+) -> tuple[codec.Record, dict[str, Any]] | None:
+    """The record and data in ``blob``, or None (nothing there, or a record that fails)."""
+    if blob is None:
+        return None
+    try:
+        return codec.read(name, blob, secret, store.serializer)
+    except codec.InvalidRecord as e:
+        security_logger.warning("Session data under %s failed verification: %s", name, e)
+        return None
+
+
+def _find_rotated(session_key: str, current: str) -> Flow[tuple[bytes | None, str, str]]:
+    """After ``SECRET_KEY`` rotation: the record under a fallback secret's name, if any.
+
+    The current name is read again last, in the same round trip: a parallel request may have
+    moved the record there (it writes the new name before deleting the old one) after this one
+    looked, and missing it would sign the user out.
+    """
+    fallbacks = keys.secrets()[1:]
+    names = [keys.session_name(keys.session_id(session_key, s)) for s in fallbacks]
+    *blobs, moved = yield [Call.command("GET", name) for name in [*names, current]]
+    for secret, name, blob in zip(fallbacks, names, blobs, strict=True):
+        if blob is not None:
+            return blob, secret, name
+    return moved, snapshot().secret_key, current
+
+
+def _move_to_current_secret(
+    store: SessionStore, data: dict[str, Any], now: float, name: str
+) -> Flow[None]:
+    """A record stored under a name derived from a fallback secret: move it under today's."""
+    try:
+        yield from write_flow(store, data, now, create=True, retire=(name, store._user))
+    except CreateError:  # a parallel request moved it first: the save merges with that
+        store._version = UNKNOWN_VERSION
+
+
+def _after_slide(
+    store: SessionStore,
+    record: codec.Record,
+    data: dict[str, Any],
+    sid: str,
+    now: float,
+    end: int | None,
+) -> Flow[None]:
+    """The read slid the TTL: remember it, extend the index entry if the slide passed its
+    score, and have the cookie re-sent with its new ``Max-Age``."""
+    store._fresh = True
+    if not record.idle:
+        return
+    if store._user and expiry.slide_reaches_index(record.until, record.idle, now, end):
+        yield from _touch_flow(store, sid, record.idle, now)
+    if expiry.persistent(data, snapshot().expire_at_browser_close):
+        # SessionMiddleware re-sends the cookie (with the new Max-Age) for a modified session
+        # only: ``modified`` here means "re-send the cookie", not "the data changed". The save
+        # it then calls writes nothing unless the data changed (see ``save_flow``).
+        store.modified = True
+
+
+def _touch_flow(store: SessionStore, sid: str, age: int, now: float) -> Flow[None]:
+    until = store._cap(expiry.index_until(now, age, snapshot().INDEX_HEADROOM), now)
+    name = keys.session_name(sid)
+    replies = yield [
+        TOUCH.call(name, age * 1000, until.to_bytes(4, "big")),
+        INDEX_ADD.call(keys.user_index_name(store._user or ""), sid, until, repr(now)),
+    ]
+    if replies[0]:
+        store._until = until
+
+
+# Save: plan the index calls, pack the record, merge and back off ------------------------------
+
+
+def save_flow(store: SessionStore, data: dict[str, Any], must_create: bool) -> Flow[None]:
+    if (
+        store._fresh
+        and not must_create
+        and (not store.modified or codec.encode_payload(data, store.serializer) == store._base)
+    ):
+        return  # the read already slid the TTL and the data is as read: no round trip
+    yield from write_flow(store, data, time.time(), create=must_create)
+
+
+#: What a write of some session data needs besides the data (a plain tuple: one per save):
+#: the TTL in seconds (0 or less: the session is over), ``idle`` (the seconds a sliding read may
+#: extend the TTL to; 0: it does not slide), the user, ``until`` (the TTL cap and the index
+#: entry's score; 0: none) and the index calls that go with the write.
+_Plan = tuple[int, int, str | None, int, list[Call]]
+
+
+def _plan(
+    store: SessionStore,
+    data: dict[str, Any],
+    now: float,
+    sid: str,
+    create: bool,
+    lifetime: int | None,
+) -> _Plan:
+    """The TTL and ``until`` of the record holding ``data``, and the index calls to go with it."""
+    expires = data.get("_session_expiry")
+    age = store.get_expiry_age(expiry=expires)
+    ttl = age if lifetime is None else lifetime
+    user = user_of(data)
+    calls: list[Call] = []
+    if store._user and store._user != user and not create:
+        calls.append(Call.command("ZREM", keys.user_index_name(store._user), sid))
+    until: float = 0
+    if user and ttl > 0:
+        until = store._until if user == store._user and not create else 0
+        if now + ttl > until:
+            until = store._cap(expiry.index_until(now, ttl, snapshot().INDEX_HEADROOM), now)
+            calls.append(INDEX_ADD.call(keys.user_index_name(user), sid, until, repr(now)))
+    idle = 0 if isinstance(expires, (datetime, str)) else age
+    # The absolute lifetime caps every slide.
+    return ttl, idle, user, store._cap(until, now), calls
+
+
+def _pack(
+    store: SessionStore, name: str, data: dict[str, Any], now: float, idle: int, until: int
+) -> tuple[bytes, bytes, bytes]:
+    """The serialized payload, the record to store and its MAC; refuses a session too large."""
+    settings = snapshot()
+    payload = codec.encode_payload(data, store.serializer)
+    if settings.MAX_SIZE is not None and len(payload) > settings.MAX_SIZE:
+        raise SessionTooLarge(
+            f"the session {name} is {len(payload)} bytes serialized, over "
+            f"REDISSTORE_MAX_SIZE ({settings.MAX_SIZE}); nothing was written"
+        )
+    blob, mac = codec.pack(
+        name,
+        payload,
+        secret=settings.secret_key,
+        created=store._created or now,
+        saved=now,
+        idle=idle,
+        until=until,
+        compress_min_size=settings.COMPRESS_MIN_SIZE,
+    )
+    return payload, blob, mac
+
+
+def write_flow(
+    store: SessionStore,
+    data: dict[str, Any],
+    now: float,
+    *,
+    create: bool,
+    retire: tuple[str, str | None] | None = None,
+    lifetime: int | None = None,
+) -> Flow[None]:
+    """Write ``data``: a new record (``create``) or a conditional save of the one read.
+
+    ``retire`` names a record (and its user) to delete in the same round trip: the old key of
+    ``cycle_key()``. ``lifetime`` (seconds) replaces the expiry age as the record's TTL: a
+    session imported from another engine keeps the time it had left there. On a conflicting
+    save, merge and retry; a record that is gone is never brought back.
+    """
+    session_key = store.session_key
+    assert session_key is not None
+    sid = store._session_id(session_key)
+    name = keys.session_name(sid)
+    extra = delete_calls(*retire) if retire else []
+    ours = data
+    base: dict[str, Any] | None = None  # what we read, and what we changed it into:
+    mine: dict[str, Any] = {}  # both decoded only if someone else wrote meanwhile
+    for attempt in range(expiry.SAVE_ATTEMPTS):
+        ttl, idle, user, until, index_calls = _plan(store, ours, now, sid, create, lifetime)
+        if ttl <= 0:  # expired already: a session in the past is a session gone
+            yield [Call.command("DEL", name), *index_calls, *extra]
+            store._forget_record()
+            return
+        payload, blob, mac = _pack(store, name, ours, now, idle, until)
+        if create:
+            write = Call.command("SET", name, blob, "NX", "PX", ttl * 1000)
+        else:
+            write = SAVE.call(name, store._version, blob, ttl * 1000)
+        reply = (yield [write, *index_calls, *extra])[0]
+        extra = []
+        if _accepted(store, reply, create):
+            store._version, store._base = mac, payload
+            store._user, store._until = user, until
+            store._created = store._created or now
+            if ours is not data:
+                store._session_cache = ours
+            return
+        if base is None:
+            base, mine = _as_serialized(store, data)
+        ours = _merge_into(store, name, reply, base, mine)
+        if attempt:
+            # Conflicting again: a request that reads and saves in a tight loop would keep
+            # winning. A random, growing pause (full jitter) lets the others through.
+            yield Pause(random.uniform(0, expiry.backoff_limit(attempt)))
+        now = time.time()
+    raise RedisStoreError(f"gave up saving {name} after {expiry.SAVE_ATTEMPTS} conflicting writes")
+
+
+def _accepted(store: SessionStore, reply: Any, create: bool) -> bool:
+    """Whether the write went through (False: someone else wrote; ``reply`` is their record).
+
+    Raises ``CreateError`` when the key of a new session is taken, ``UpdateError`` when the
+    session to save is gone.
+    """
+    if create and reply is None:
+        raise CreateError
+    if not create and reply == 0:
+        store._forget_record()
+        raise UpdateError
+    return create or reply == 1
+
+
+def _as_serialized(
+    store: SessionStore, data: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the store read and what it holds now, both through the serializer, for a merge
+    (a tuple and the list it is stored as compare equal)."""
+    serializer = store.serializer
+    base = codec.decode_payload(store._base, serializer) if store._base is not None else {}
+    return base, codec.decode_payload(codec.encode_payload(data, serializer), serializer)
+
+
+def _merge_into(
+    store: SessionStore, name: str, current: bytes, base: dict[str, Any], mine: dict[str, Any]
+) -> dict[str, Any]:
+    """Our changes (``base`` to ``mine``) on top of ``current``, which someone else wrote."""
+    try:
+        record, theirs = codec.read(name, current, snapshot().secret_key, store.serializer)
+    except codec.InvalidRecord as e:
+        security_logger.warning("Session data under %s failed verification: %s", name, e)
+        store._version = codec.version_of(current)  # nothing to merge with: replace it
+        return mine
+    store._remember(record, theirs)
+    return merge.merge(base, mine, theirs)
+
+
+# Create, import, delete, exists ----------------------------------------------------------------
+
+#: A fresh key colliding with a live one is a 1 in 36**32 event; a few tries make a collision
+#: loop impossible without ever spinning thousands of times when Redis misbehaves.
+_CREATE_ATTEMPTS = 3
+
+
+def create_flow(store: SessionStore, data: dict[str, Any], retire: str | None) -> Flow[None]:
+    # The session being retired (cycle_key's old key) is deleted in the same round trip.
+    retired = (keys.session_name(keys.session_id(retire)), store._user) if retire else None
+    store._created = 0.0
+    for _ in range(_CREATE_ATTEMPTS):
+        store._session_key = store._get_new_session_key()
+        try:
+            yield from write_flow(store, data, time.time(), create=True, retire=retired)
+        except CreateError:
+            retired = None  # deleted with the first attempt
+            continue
+        store._session_cache = data
+        store.modified = True
+        return
+    raise RedisStoreError("could not find an unused session key; is Redis answering right?")
+
+
+def import_flow(store: SessionStore, data: dict[str, Any], lifetime: int | None) -> Flow[bool]:
+    """Store ``data`` under the store's key for ``lifetime`` seconds (None: its expiry age),
+    unless a session already lives there: False then (``sessions import`` is idempotent)."""
+    try:
+        yield from write_flow(store, data, time.time(), create=True, lifetime=lifetime)
+    except CreateError:
+        return False
+    return True
+
+
+def delete_calls(name: str, user: str | None) -> list[Call]:
+    """Delete the session stored under ``name`` and, if ``user`` is given, its index entry."""
+    calls = [Call.command("DEL", name)]
+    if user:
+        sid = name.rsplit(":", 1)[1]
+        calls.append(Call.command("ZREM", keys.user_index_name(user), sid))
+    return calls
+
+
+def delete_flow(store: SessionStore, session_key: str | None) -> Flow[None]:
+    if session_key is None:
+        session_key = store.session_key
+    if not keys.is_valid_session_key(session_key):
+        return
+    assert session_key is not None
+    name = keys.session_name(keys.session_id(session_key))
+    if session_key == store.session_key and store._version:
+        # This store read the record: its user (if any) is known, one round trip.
+        yield delete_calls(name, store._user)
+    else:
+        # A session this store never read (``delete(other_key)``): take it out with GETDEL and,
+        # if it was signed in, its index entry with a second trip. Without that the entry would
+        # linger until its score passed.
+        (blob,) = yield [Call.command("GETDEL", name)]
+        found = None if blob is None else _user_in(store, name, blob)
+        if found:
+            yield delete_calls(name, found)[1:]
+    if session_key == store.session_key:
+        store._forget_record()
+
+
+def _user_in(store: SessionStore, name: str, blob: bytes) -> str | None:
+    """The user a stored record belongs to, or None (anonymous, or not a valid record)."""
+    try:
+        return user_of(codec.read(name, blob, snapshot().secret_key, store.serializer)[1])
+    except codec.InvalidRecord:
+        return None
+
+
+def exists_flow(session_key: str | None) -> Flow[bool]:
+    if not keys.is_valid_session_key(session_key):
+        return False
+    assert session_key is not None
+    (found,) = yield [Call.command("EXISTS", keys.session_name(keys.session_id(session_key)))]
+    return bool(found)
