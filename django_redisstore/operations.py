@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from . import codec, keys
+from . import codec, keys, signals
 from .clients import get_client
 from .connection import execute, run
 from .index import (
@@ -315,17 +315,23 @@ def purge_matching(
         replies = execute(node, calls)
         ended += sum(1 for reply in replies if reply != 0)
         unindex: dict[str, list[str]] = {}
+        gone: list[tuple[str | None, str]] = []
         decoder = session_decoder()
         for seen, reply in zip(chosen, replies, strict=True):
+            if reply == 0:
+                continue  # changed or gone since the scan: not ended here
+            name = seen.name.decode()
+            user = None
             if isinstance(reply, bytes):
-                name = seen.name.decode()
                 try:
                     _, data = decoder.decode_stored(name, reply)
                 except codec.InvalidRecord:
-                    continue
-                user = data.get("_auth_user_id")
-                if user is not None:
-                    unindex.setdefault(str(user), []).append(name[prefix:])
+                    pass
+                else:
+                    user = data.get("_auth_user_id")
+            if user is not None:
+                unindex.setdefault(str(user), []).append(name[prefix:])
+            gone.append((None if user is None else str(user), name[prefix:]))
         if unindex:
             execute(
                 get_client(),
@@ -334,6 +340,7 @@ def purge_matching(
                     for user, sids in unindex.items()
                 ],
             )
+        signals.ended(gone, signals.PURGE)
     return ended
 
 
@@ -356,7 +363,7 @@ def purge_user(user: Any, *, dry_run: bool) -> int:
     """End every session of ``user``; return how many (time proportional to their number)."""
     if dry_run:
         return len(user_sessions(user))
-    return end_user_sessions(user)
+    return end_user_sessions(user, reason=signals.PURGE)
 
 
 def purge_key(session_key: str, *, dry_run: bool) -> int:
@@ -370,4 +377,6 @@ def purge_key(session_key: str, *, dry_run: bool) -> int:
     calls = [Call.command("UNLINK", keys.session_name(info.id))]
     if info.user_id is not None:
         calls.append(Call.command("ZREM", keys.user_index_name(info.user_id), info.id))
-    return int(execute(get_client(), calls)[0])
+    ended = int(execute(get_client(), calls)[0])
+    signals.ended([(info.user_id, info.id)] * ended, signals.PURGE)
+    return ended
