@@ -156,6 +156,16 @@ class Settings:
         """Seconds a write waits for ``WAIT_REPLICAS`` replicas at most."""
         return float(self._get("WAIT_TIMEOUT", 0.25))
 
+    @property
+    def BASE_TEMPLATE(self) -> str:
+        """The template that the sessions pages extend (it must have a ``content`` block)."""
+        return str(self._get("BASE_TEMPLATE", "django_redisstore/base.html"))
+
+    @property
+    def ADMIN(self) -> bool:
+        """Whether the registered user admin gets the sessions panel and "Sign out everywhere"."""
+        return bool(self._get("ADMIN", True))
+
 
 def to_seconds(name: str, value: Any) -> int:
     """A duration setting as whole seconds: an int, or a ``timedelta``."""

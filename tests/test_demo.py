@@ -22,6 +22,7 @@ def demo_settings(settings: Any) -> None:
         "django.contrib.messages.middleware.MessageMiddleware",
         "django_redisstore.middleware.DeviceMiddleware",
     ]
+    settings.REDISSTORE_BASE_TEMPLATE = "testproject/base.html"
     settings.TEMPLATES = [
         {
             "BACKEND": "django.template.backends.django.DjangoTemplates",
