@@ -3,7 +3,6 @@ middleware stack (tests/test_browser.py drives them in a browser)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,8 +13,10 @@ from django.urls import reverse
 from django.utils.timezone import localtime
 
 import django_redisstore
-from django_redisstore import keys, signals
+from django_redisstore import keys
 from django_redisstore.views import SessionListView
+
+from .site_templates import templates
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.pages_urls")]
 
@@ -23,26 +24,6 @@ SITE_BASE = (
     "<title>{% block title %}{% endblock %} · Example site</title>"
     '<div id="site-frame">{% block content %}{% endblock %}</div>'
 )
-CONTEXT_PROCESSORS = [
-    "django.template.context_processors.request",
-    "django.contrib.auth.context_processors.auth",
-    "django.contrib.messages.context_processors.messages",
-]
-
-
-def templates(*, messages: bool = True) -> list[dict[str, Any]]:
-    return [
-        {
-            "BACKEND": "django.template.backends.django.DjangoTemplates",
-            "OPTIONS": {
-                "context_processors": CONTEXT_PROCESSORS if messages else CONTEXT_PROCESSORS[:2],
-                "loaders": [
-                    ("django.template.loaders.locmem.Loader", {"site_base.html": SITE_BASE}),
-                    "django.template.loaders.app_directories.Loader",
-                ],
-            },
-        }
-    ]
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +36,7 @@ def site(settings: Any) -> None:
         "django.contrib.messages.middleware.MessageMiddleware",
         "django_redisstore.middleware.DeviceMiddleware",
     ]
-    settings.TEMPLATES = templates()
+    settings.TEMPLATES = templates(extra={"site_base.html": SITE_BASE})
 
 
 @pytest.fixture
@@ -85,18 +66,6 @@ def is_signed_in(client: Client) -> bool:
 
 def end_url(client: Client) -> str:
     return reverse("redisstore:end-session", args=[hashed_id(client)])
-
-
-@pytest.fixture
-def ended() -> Iterator[list[tuple[str | None, str, str]]]:
-    events: list[tuple[str | None, str, str]] = []
-
-    def receiver(sender: Any, *, user_id: Any, session_id: str, reason: str, **_: Any) -> None:
-        events.append((user_id, session_id, reason))
-
-    signals.session_ended.connect(receiver, weak=False)
-    yield events
-    signals.session_ended.disconnect(receiver)
 
 
 def test_the_urls_are_under_the_redisstore_namespace() -> None:
@@ -243,7 +212,7 @@ def test_csrf_is_enforced_even_without_the_csrf_middleware(alice: User, settings
 def test_without_the_messages_framework_the_actions_still_work(alice: User, settings: Any) -> None:
     settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if "messages" not in a]
     settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "messages" not in m]
-    settings.TEMPLATES = templates(messages=False)
+    settings.TEMPLATES = templates(messages=False, extra={"site_base.html": SITE_BASE})
     first, second = signed_in(alice), signed_in(alice)
 
     response = first.post("/accounts/sessions/end-others/", follow=True)
