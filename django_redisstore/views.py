@@ -19,7 +19,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.csrf import csrf_protect
@@ -107,6 +109,13 @@ class ListedSession:
         """The device record's "last seen", else the session's last write."""
         device = self.info.device
         return device.last_seen if device and device.last_seen else self.info.saved
+
+    @property
+    def seen(self) -> str:
+        """``last_seen`` in words: "just now", "5 minutes ago", "2 days, 3 hours ago"."""
+        if (timezone.now() - self.last_seen).total_seconds() < 60:
+            return _("just now")
+        return _("%(time)s ago") % {"time": timesince(self.last_seen)}
 
 
 def current_session_id(request: HttpRequest) -> str | None:

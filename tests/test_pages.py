@@ -3,6 +3,8 @@ middleware stack (tests/test_browser.py drives them in a browser)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -14,7 +16,8 @@ from django.utils.timezone import localtime
 
 import django_redisstore
 from django_redisstore import keys
-from django_redisstore.views import SessionListView
+from django_redisstore.index import SessionInfo
+from django_redisstore.views import ListedSession, SessionListView
 
 from .site_templates import templates
 
@@ -99,7 +102,7 @@ def test_the_list_shows_each_session_with_device_ip_last_seen_expiry_and_marks_t
     assert "127.0.0.1" in page and "this session" in page
     infos = {info.id: info for info in django_redisstore.user_sessions(alice)}
     assert localtime(infos[hashed_id(phone)].expires_at).strftime("%Y-%m-%d %H:%M") in page
-    assert "ago</time>" in page
+    assert "just now</time>" in page
     rows = response.context["sessions"]
     assert [row.current for row in rows] == [True, False]  # this one first
     # Only the other session has a button; the current one is ended by signing out.
@@ -236,3 +239,15 @@ def test_a_site_can_subclass_the_list_view(alice: User, rf: Any) -> None:
     response = OnlyOtherSessions.as_view()(request)
 
     assert [row.id for row in response.context_data["sessions"]] == [hashed_id(second)]
+
+
+def test_a_row_says_when_the_session_was_last_seen_in_words() -> None:
+    now = datetime.now(timezone.utc)
+    info = SessionInfo(
+        id="x", user_id="1", created=now, saved=now - timedelta(hours=2, seconds=5), size=1,
+        expires_at=now, ttl=1,
+    )  # fmt: skip
+    row = ListedSession(info, current=False)
+    assert (row.label, row.ip, row.last_seen) == ("Unknown device", "", info.saved)
+    assert row.seen == "2\xa0hours ago"
+    assert ListedSession(replace(info, saved=now), current=False).seen == "just now"
