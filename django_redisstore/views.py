@@ -164,7 +164,8 @@ class SessionListView(SessionsMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context.setdefault("sessions", self.get_sessions())
+        if "sessions" not in context:  # the refusal passes its own
+            context["sessions"] = self.get_sessions()
         context.setdefault("base_template", conf.BASE_TEMPLATE)
         return context
 
@@ -200,6 +201,8 @@ class EndSessionView(SessionsMixin, View):
     """
 
     http_method_names = ("post",)
+    #: The view whose page shows the refusal (a site's own subclass of the list, if it has one).
+    list_view_class: type[SessionListView] = SessionListView
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         session_id = str(kwargs["session_id"])
@@ -212,6 +215,5 @@ class EndSessionView(SessionsMixin, View):
 
     def refuse_current(self) -> HttpResponse:
         error = _("This is the session you are using: sign out to end it.")
-        view = SessionListView(request=self.request, args=(), kwargs={})
-        context = view.get_context_data(error=error, sessions=self.get_sessions())
-        return view.render_to_response(context, status=400)
+        view = self.list_view_class(request=self.request, args=(), kwargs={})
+        return view.render_to_response(view.get_context_data(error=error), status=400)
