@@ -20,8 +20,11 @@ Receivers get these keyword arguments (``sender`` is the string ``"django_rediss
 
 The signal is sent after the deletion succeeded, and only for sessions that were there: a
 session that had already expired or been deleted by someone else sends nothing. Everything in
-the package that ends sessions calls ``ended`` (or ``aended`` from async code); nothing else
-sends the signal.
+the package that ends sessions calls ``ended`` (or ``aended`` from async code) once Redis's reply
+confirmed the deletion; nothing else sends the signal. The engine's own endings ("logout",
+"limit", "timeout") do the same: for instance ``signals.ended([(user_id, session_id)],
+signals.LOGOUT)`` when the ``DEL``/``UNLINK`` (or script) reply says the key was there.
+``manage.py sessions purge --all`` deletes keys without reading them and sends nothing.
 """
 
 from __future__ import annotations
