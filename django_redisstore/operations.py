@@ -17,7 +17,7 @@ import bisect
 import heapq
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -265,12 +265,40 @@ def purge_all(*, dry_run: bool, progress: Progress | None = None) -> int:
     for node, names, _ in _with_progress(keys.engine_pattern(), progress):
         sessions = [name for name in names if name.startswith(session_prefix)]
         indexes = [name for name in names if not name.startswith(session_prefix)]
-        ended += unlink(client, sessions)
+        ended += _end(client, sessions)
         if indexes:
             popped = execute_plain(node, [("ZPOPMIN", name, _POP_ALL) for name in indexes])
             listed = [keys.session_name(sid.decode()) for sid in _members(popped)]
-            ended += unlink(client, listed)
+            ended += _end(client, listed)
     return ended
+
+
+def _end(client: Any, names: Sequence[bytes | str]) -> int:
+    """Delete the sessions ``names``; how many existed. One ``UNLINK``, unless a receiver
+    listens to ``session_ended``: then ``GETDEL`` each, to tell it whose session each was."""
+    if not signals.session_ended.has_listeners():
+        return unlink(client, names)
+    blobs = execute(client, [Call.command("GETDEL", name) for name in names])
+    prefix = len(keys.session_name(""))
+    decoder = session_decoder()
+    gone: list[tuple[str | None, str]] = []
+    for name, blob in zip(names, blobs, strict=True):
+        if blob is None:
+            continue
+        text = name.decode() if isinstance(name, bytes) else name
+        gone.append((_owner(decoder, text, blob), text[prefix:]))
+    signals.ended(gone, signals.PURGE)
+    return len(gone)
+
+
+def _owner(decoder: Any, name: str, blob: bytes) -> str | None:
+    """The signed-in user of a deleted session's record, or None (anonymous, or unreadable)."""
+    try:
+        _, data = decoder.decode_stored(name, blob)
+    except codec.InvalidRecord:
+        return None
+    user = data.get("_auth_user_id")
+    return None if user is None else str(user)
 
 
 #: ``ZPOPMIN`` count that empties any index in one call.
@@ -321,17 +349,10 @@ def purge_matching(
             if reply == 0:
                 continue  # changed or gone since the scan: not ended here
             name = seen.name.decode()
-            user = None
-            if isinstance(reply, bytes):
-                try:
-                    _, data = decoder.decode_stored(name, reply)
-                except codec.InvalidRecord:
-                    pass
-                else:
-                    user = data.get("_auth_user_id")
+            user = _owner(decoder, name, reply) if isinstance(reply, bytes) else None
             if user is not None:
-                unindex.setdefault(str(user), []).append(name[prefix:])
-            gone.append((None if user is None else str(user), name[prefix:]))
+                unindex.setdefault(user, []).append(name[prefix:])
+            gone.append((user, name[prefix:]))
         if unindex:
             execute(
                 get_client(),

@@ -24,7 +24,6 @@ the package that ends sessions calls ``ended`` (or ``aended`` from async code) o
 confirmed the deletion; nothing else sends the signal. The engine's own endings ("logout",
 "limit", "timeout") do the same: for instance ``signals.ended([(user_id, session_id)],
 signals.LOGOUT)`` when the ``DEL``/``UNLINK`` (or script) reply says the key was there.
-``manage.py sessions purge --all`` deletes keys without reading them and sends nothing.
 """
 
 from __future__ import annotations

@@ -176,3 +176,38 @@ def test_purge_by_selector_sends_purge_events_with_the_user_when_signed_in(
         [(None, sid_of(anonymous), "purge"), ("4", sid_of(signed_in), "purge")], key=str
     )
     assert alive(spared)
+
+
+def test_purge_all_sends_one_purge_event_per_session_with_its_user(
+    receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    anonymous, first, second = make_session(), make_session(4), make_session(4)
+    unindexed = make_session(5)
+    redis_client.delete(keys.user_index_name("5"))  # found by the scan alone
+
+    assert sessions("purge", "--all", "--yes").strip() == "Ended 4 sessions."
+
+    assert sorted(receiver.events, key=str) == sorted(
+        [
+            (None, sid_of(anonymous), "purge"),
+            ("4", sid_of(first), "purge"),
+            ("4", sid_of(second), "purge"),
+            ("5", sid_of(unindexed), "purge"),
+        ],
+        key=str,
+    )
+    assert not any(alive(s) for s in (anonymous, first, second, unindexed))
+
+
+@pytest.mark.usefixtures("on_cluster")
+def test_on_a_cluster_the_events_come_once_per_session_too(receiver: Receiver) -> None:
+    mine = [make_session(4) for _ in range(5)]
+    anonymous = [make_session() for _ in range(5)]
+
+    assert django_redisstore.end_user_sessions(4, keep=mine[0].session_key) == 4
+    sessions("purge", "--all", "--yes")
+
+    expected = [("4", sid_of(s), "user") for s in mine[1:]]
+    expected += [("4", sid_of(mine[0]), "purge")]
+    expected += [(None, sid_of(s), "purge") for s in anonymous]
+    assert sorted(receiver.events, key=str) == sorted(expected, key=str)
