@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = 11
+CASES = 12
 
 
 @pytest.mark.parametrize("user_model", ["default", "custom"])

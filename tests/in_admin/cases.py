@@ -90,6 +90,12 @@ def test_the_change_page_shows_the_users_live_sessions_and_the_button() -> None:
     assert f"{opts.model_name}_form" in page  # the change form itself is still there
 
 
+def test_the_add_page_has_no_panel() -> None:
+    response = signed_in(superuser()).get(f"{PREFIX}/add/")
+    assert response.status_code == 200
+    assert 'id="redisstore-sessions"' not in response.content.decode()
+
+
 def test_sign_out_everywhere_ends_the_users_sessions_and_logs_it(ended: list[Any]) -> None:
     target, other = make_user("alice"), make_user("bob")
     doomed = {hashed_id(signed_in(target)), hashed_id(signed_in(target))}
