@@ -28,11 +28,12 @@ signals.LOGOUT)`` when the ``DEL``/``UNLINK`` (or script) reply says the key was
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import inspect
+from collections.abc import Awaitable, Iterable
 from typing import Any, Final
 
 import django
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.dispatch import Signal
 
 #: The sender of every ``session_ended`` signal.
@@ -68,7 +69,10 @@ def ended(sessions: Ended, reason: str) -> None:
     """
     check(reason)
     for user_id, session_id in sessions:
-        session_ended.send(SENDER, user_id=user_id, session_id=session_id, reason=reason)
+        replies = session_ended.send(SENDER, user_id=user_id, session_id=session_id, reason=reason)
+        for _, reply in replies:
+            if inspect.isawaitable(reply):  # an async receiver, on Django 4.2
+                async_to_sync(_wait)(reply)
 
 
 async def aended(sessions: Ended, reason: str) -> None:
@@ -78,5 +82,12 @@ async def aended(sessions: Ended, reason: str) -> None:
         kwargs: dict[str, Any] = {"user_id": user_id, "session_id": session_id, "reason": reason}
         if django.VERSION >= (5, 0):
             await session_ended.asend(SENDER, **kwargs)
-        else:  # Django 4.2 has no Signal.asend
-            await sync_to_async(session_ended.send)(SENDER, **kwargs)
+            continue
+        # Django 4.2 has no Signal.asend: send in a thread, then await what async receivers gave.
+        for _, reply in await sync_to_async(session_ended.send)(SENDER, **kwargs):
+            if inspect.isawaitable(reply):
+                await reply
+
+
+async def _wait(reply: Awaitable[Any]) -> None:
+    await reply

@@ -138,6 +138,22 @@ async def test_the_async_twin_sends_the_same_events(receiver: Receiver) -> None:
     assert alive(kept)
 
 
+def test_an_async_receiver_is_awaited_by_the_sync_api_too() -> None:
+    session = make_session(7)
+    events: list[Event] = []
+
+    async def async_receiver(sender: Any, **kwargs: Any) -> None:
+        events.append((kwargs["user_id"], kwargs["session_id"], kwargs["reason"]))
+
+    signals.session_ended.connect(async_receiver, weak=False)
+    try:
+        assert django_redisstore.end_user_sessions(7) == 1
+    finally:
+        signals.session_ended.disconnect(async_receiver)
+
+    assert events == [("7", sid_of(session), "user")]
+
+
 @pytest.mark.django_db
 def test_purge_by_user_sends_purge_events(receiver: Receiver) -> None:
     user = get_user_model().objects.create_user("linus", password="pw")
