@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class RedisStoreConfig(AppConfig):
@@ -13,3 +13,7 @@ class RedisStoreConfig(AppConfig):
         from . import checks
 
         checks.register_checks()
+        if apps.is_installed("django.contrib.admin"):
+            from . import admin  # imports django.contrib.admin: only when it is installed
+
+            admin.register_after_autodiscovery()

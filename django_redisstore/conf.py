@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "TLS": None,
     "WAIT_REPLICAS": 0,
     "WAIT_TIMEOUT": 0.25,
+    "BASE_TEMPLATE": "django_redisstore/base.html",
+    "ADMIN": True,
 }
 
 
@@ -119,6 +121,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "TLS": _optional(_mapping),
     "WAIT_REPLICAS": lambda name, value: int(value),
     "WAIT_TIMEOUT": lambda name, value: float(value),
+    "BASE_TEMPLATE": lambda name, value: str(value),
+    "ADMIN": lambda name, value: bool(value),
 }
 
 
@@ -158,6 +162,10 @@ class Snapshot:
     TLS: Mapping[str, Any] | None
     WAIT_REPLICAS: int
     WAIT_TIMEOUT: float
+    #: The template that the sessions pages extend (it must have a ``content`` block).
+    BASE_TEMPLATE: str
+    #: Whether the registered user admin gets the sessions panel and "Sign out everywhere".
+    ADMIN: bool
     # Django's settings that the engine consults on every request.
     secret_key: str
     #: ``SECRET_KEY`` first, then ``SECRET_KEY_FALLBACKS``.

@@ -27,7 +27,7 @@ from typing import Any
 
 from django.contrib.auth import SESSION_KEY
 
-from . import codec, keys
+from . import codec, keys, signals
 from .clients import get_async_client, get_client
 from .conf import conf
 from .conf import get as get_settings
@@ -158,9 +158,12 @@ def _user_sessions_flow(user: Any) -> Flow[list[SessionInfo]]:
     return found[user_id]
 
 
-def _end_flow(user: Any, keep: str | None, ids: Collection[str] | None) -> Flow[int]:
+def _end_flow(
+    user: Any, keep: str | None, ids: Collection[str] | None
+) -> Flow[tuple[str, list[str]]]:
     """End ``user``'s sessions but the one whose cookie value is ``keep`` (only those whose
-    hashed id is in ``ids``, when given): how many it ended.
+    hashed id is in ``ids``, when given): the user's id, and the hashed ids of the sessions
+    that were there to end (the ``UNLINK`` replies say).
 
     Only sessions verified to be the user's are deleted (a stale entry, or an id of someone
     else's session, never ends that session), and only their entries leave the index.
@@ -172,12 +175,12 @@ def _end_flow(user: Any, keep: str | None, ids: Collection[str] | None) -> Flow[
         info.id for info in found[user_id] if info.id != kept and (ids is None or info.id in ids)
     ]
     if not doomed:
-        return 0
+        return user_id, []
     replies = yield [
         *(Call.command("UNLINK", keys.session_name(sid)) for sid in doomed),
         Call.command("ZREM", keys.user_index_name(user_id), *doomed),
     ]
-    return sum(replies[:-1])
+    return user_id, [sid for sid, reply in zip(doomed, replies[:-1], strict=True) if reply]
 
 
 def user_sessions(user: Any) -> list[SessionInfo]:
@@ -191,22 +194,37 @@ async def auser_sessions(user: Any) -> list[SessionInfo]:
 
 
 def end_user_sessions(
-    user: Any, keep: str | None = None, *, ids: Collection[str] | None = None
+    user: Any,
+    keep: str | None = None,
+    *,
+    ids: Collection[str] | None = None,
+    reason: str = signals.USER,
 ) -> int:
     """End every session of ``user`` but the one with the session key ``keep`` (for "sign out
     everywhere else": ``keep=request.session.session_key``); return how many were ended.
 
     ``ids`` limits it to the sessions with those hashed ids (``SessionInfo.id``): "sign out
-    that device". Ids that are not the user's sessions are ignored.
+    that device". Ids that are not the user's sessions are ignored. Each ended session then
+    sends ``signals.session_ended`` with ``reason``.
     """
-    return run(_end_flow(user, keep, ids))
+    signals.check(reason)
+    user_id, ended = run(_end_flow(user, keep, ids))
+    signals.ended(((user_id, sid) for sid in ended), reason)
+    return len(ended)
 
 
 async def aend_user_sessions(
-    user: Any, keep: str | None = None, *, ids: Collection[str] | None = None
+    user: Any,
+    keep: str | None = None,
+    *,
+    ids: Collection[str] | None = None,
+    reason: str = signals.USER,
 ) -> int:
     """The async twin of ``end_user_sessions``."""
-    return await arun(_end_flow(user, keep, ids))
+    signals.check(reason)
+    user_id, ended = await arun(_end_flow(user, keep, ids))
+    await signals.aended(((user_id, sid) for sid in ended), reason)
+    return len(ended)
 
 
 def _user_ids(index_names: Sequence[bytes]) -> list[str]:

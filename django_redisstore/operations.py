@@ -19,14 +19,14 @@ import bisect
 import heapq
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.contrib.auth import SESSION_KEY
 
-from . import codec, keys
+from . import codec, keys, signals
 from .clients import get_client
 from .flows import Call, execute, run
 from .index import (
@@ -274,12 +274,39 @@ def purge_all(*, dry_run: bool, progress: Progress | None = None) -> int:
     for node, names, _ in _with_progress(keys.engine_pattern(), progress):
         sessions = [name for name in names if name.startswith(session_prefix)]
         indexes = [name for name in names if not name.startswith(session_prefix)]
-        ended += unlink(client, sessions)
+        ended += _end(client, sessions)
         if indexes:
             popped = execute_plain(node, [("ZPOPMIN", name, _POP_ALL) for name in indexes])
             listed = [keys.session_name(sid.decode()) for sid in _members(popped)]
-            ended += unlink(client, listed)
+            ended += _end(client, listed)
     return ended
+
+
+def _end(client: Any, names: Sequence[bytes | str]) -> int:
+    """Delete the sessions ``names``; how many existed. One ``UNLINK``, unless a receiver
+    listens to ``session_ended``: then ``GETDEL`` each, to tell it whose session each was."""
+    if not signals.session_ended.has_listeners():
+        return unlink(client, names)
+    blobs = execute(client, [Call.command("GETDEL", name) for name in names])
+    prefix = len(keys.session_name(""))
+    gone: list[tuple[str | None, str]] = []
+    for name, blob in zip(names, blobs, strict=True):
+        if blob is None:
+            continue
+        text = name.decode() if isinstance(name, bytes) else name
+        gone.append((_owner(text, blob), text[prefix:]))
+    signals.ended(gone, signals.PURGE)
+    return len(gone)
+
+
+def _owner(name: str, blob: bytes) -> str | None:
+    """The signed-in user of a deleted session's record, or None (anonymous, or unreadable)."""
+    try:
+        _, data = decode(name, blob)
+    except codec.InvalidRecord:
+        return None
+    user = data.get(SESSION_KEY)
+    return None if user is None else str(user)
 
 
 #: ``ZPOPMIN`` count that empties any index in one call.
@@ -324,16 +351,15 @@ def purge_matching(
         replies = execute(node, calls)
         ended += sum(1 for reply in replies if reply != 0)
         unindex: dict[str, list[str]] = {}
+        gone: list[tuple[str | None, str]] = []
         for seen, reply in zip(chosen, replies, strict=True):
-            if isinstance(reply, bytes):
-                name = seen.name.decode()
-                try:
-                    _, data = decode(name, reply)
-                except codec.InvalidRecord:
-                    continue
-                user = data.get(SESSION_KEY)
-                if user is not None:
-                    unindex.setdefault(str(user), []).append(name[prefix:])
+            if reply == 0:
+                continue  # changed or gone since the scan: not ended here
+            name = seen.name.decode()
+            user = _owner(name, reply) if isinstance(reply, bytes) else None
+            if user is not None:
+                unindex.setdefault(user, []).append(name[prefix:])
+            gone.append((user, name[prefix:]))
         if unindex:
             execute(
                 get_client(),
@@ -342,6 +368,7 @@ def purge_matching(
                     for user, sids in unindex.items()
                 ],
             )
+        signals.ended(gone, signals.PURGE)
     return ended
 
 
@@ -364,7 +391,7 @@ def purge_user(user: Any, *, dry_run: bool) -> int:
     """End every session of ``user``; return how many (time proportional to their number)."""
     if dry_run:
         return len(user_sessions(user))
-    return end_user_sessions(user)
+    return end_user_sessions(user, reason=signals.PURGE)
 
 
 def purge_key(session_key: str, *, dry_run: bool) -> int:
@@ -378,4 +405,6 @@ def purge_key(session_key: str, *, dry_run: bool) -> int:
     calls = [Call.command("UNLINK", keys.session_name(info.id))]
     if info.user_id is not None:
         calls.append(Call.command("ZREM", keys.user_index_name(info.user_id), info.id))
-    return int(execute(get_client(), calls)[0])
+    ended = int(execute(get_client(), calls)[0])
+    signals.ended([(info.user_id, info.id)] * ended, signals.PURGE)
+    return ended

@@ -2,7 +2,9 @@
 
 Starts a Redis server and the demo on free loopback ports, signs in from two "browsers" (the
 second one a phone's user agent, so that the list has two devices) with Playwright driving
-Debian's Chromium, and writes docs/login.png, docs/session.png and docs/sessions.png.
+Debian's Chromium, and writes docs/login.png, docs/session.png, docs/sessions.png (the package's
+"Your sessions" page in the demo's frame) and docs/admin.png (the user's change page in the
+admin, at the sessions panel).
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ def main() -> None:
             page.screenshot(path=ROOT / "docs" / "session.png", full_page=True)
             page.goto(demo.url + "/accounts/sessions/")
             page.screenshot(path=ROOT / "docs" / "sessions.png")
+            page.goto(demo.url + "/admin/auth/user/")
+            page.click(f"#result_list a:text-is('{USERNAME}')")
+            page.wait_for_url("**/change/")
+            # The panel at the bottom of the window, the change form's buttons above it.
+            page.evaluate("document.getElementById('redisstore-sessions').scrollIntoView(false)")
+            page.screenshot(path=ROOT / "docs" / "admin.png")
             browser.close()
     finally:
         demo.stop()

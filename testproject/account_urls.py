@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.views import LogoutView
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -11,7 +11,5 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", LogoutView.as_view(), name="logout"),
-    path("accounts/sessions/", views.sessions, name="sessions"),
-    path("accounts/sessions/end-others/", views.end_others, name="end_others"),
-    path("accounts/sessions/<str:session_id>/end/", views.end_one, name="end_one"),
+    path("accounts/", include("django_redisstore.urls")),  # "Your sessions"
 ]

@@ -73,3 +73,5 @@ REDISSTORE_IDLE_TIMEOUT = int(os.environ.get("REDISSTORE_IDLE_TIMEOUT", 3600))
 REDISSTORE_ABSOLUTE_TIMEOUT = int(os.environ.get("REDISSTORE_ABSOLUTE_TIMEOUT", 30 * 86400))
 REDISSTORE_REMEMBER_ME_AGE = int(os.environ.get("REDISSTORE_REMEMBER_ME_AGE", 14 * 86400))
 REDISSTORE_DEVICE_UPDATE_INTERVAL = 60
+# The package's "Your sessions" pages, in the demo's frame.
+REDISSTORE_BASE_TEMPLATE = "testproject/base.html"

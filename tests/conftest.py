@@ -82,6 +82,21 @@ async def _close_async_clients(redisstore: str) -> AsyncIterator[None]:
 
 
 @pytest.fixture
+def ended() -> Iterator[list[tuple[str | None, str, str]]]:
+    """Every ``session_ended`` signal sent during the test: (user_id, session_id, reason)."""
+    from django_redisstore.signals import session_ended
+
+    events: list[tuple[str | None, str, str]] = []
+
+    def receiver(sender: Any, *, user_id: Any, session_id: str, reason: str, **_: Any) -> None:
+        events.append((user_id, session_id, reason))
+
+    session_ended.connect(receiver, weak=False)
+    yield events
+    session_ended.disconnect(receiver)
+
+
+@pytest.fixture
 def round_trips() -> Iterator[RoundTrips]:
     """Count every packet that a redis-py connection (sync or async) sends from now on."""
     with RoundTrips().counting() as counter:

@@ -190,3 +190,26 @@ def test_the_cookie_expires_with_the_redis_key(
             assert abs(cookie["expires"] - (time.time() + pttl / 1000)) <= 2
     finally:
         client.close()
+
+
+def test_the_admin_button_signs_a_user_out_everywhere_but_here(
+    browser: Any, contexts: list[Any], demo: DemoServer
+) -> None:
+    elsewhere = open_browser(browser, contexts)
+    sign_in(elsewhere, demo, remember=True)
+    here = open_browser(browser, contexts)
+    sign_in(here, demo, remember=False)  # the demo's user is a superuser: the admin, too
+    here.goto(demo.url + "/admin/auth/user/")
+    here.click(f"#result_list a:text-is('{USERNAME}')")
+    here.wait_for_url("**/change/")
+    panel = here.locator("#redisstore-sessions")
+    assert panel.locator("tr.session").count() >= 2
+    assert panel.locator("tr.current").count() == 1
+
+    panel.locator("input[type=submit]", has_text="Sign out everywhere").click()
+    here.wait_for_load_state()
+
+    assert here.locator(".messagelist", has_text="out everywhere").count() == 1
+    assert here.locator("#redisstore-sessions tr.session").count() == 1  # this one
+    assert not is_signed_in(elsewhere, demo)
+    assert is_signed_in(here, demo)

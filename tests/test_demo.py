@@ -11,6 +11,8 @@ from django.test import Client
 
 from django_redisstore import keys
 
+from .site_templates import templates
+
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("testproject.account_urls")]
 
 
@@ -22,19 +24,8 @@ def demo_settings(settings: Any) -> None:
         "django.contrib.messages.middleware.MessageMiddleware",
         "django_redisstore.middleware.DeviceMiddleware",
     ]
-    settings.TEMPLATES = [
-        {
-            "BACKEND": "django.template.backends.django.DjangoTemplates",
-            "APP_DIRS": True,
-            "OPTIONS": {
-                "context_processors": [
-                    "django.template.context_processors.request",
-                    "django.contrib.auth.context_processors.auth",
-                    "django.contrib.messages.context_processors.messages",
-                ]
-            },
-        }
-    ]
+    settings.REDISSTORE_BASE_TEMPLATE = "testproject/base.html"
+    settings.TEMPLATES = templates()
 
 
 @pytest.fixture(autouse=True)
