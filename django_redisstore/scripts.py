@@ -115,18 +115,52 @@ return 1
 
 #: Delete a session if it is still the version the caller read (compared by MAC): bulk purges
 #: select sessions by what they read, and leave alone one that a request wrote meanwhile.
-#: ARGV: expected MAC. Returns 0 when nothing was deleted, the deleted record when it belonged to
-#: a signed-in user (its ``until`` is set: the caller decodes it to update that user's index),
-#: 1 otherwise.
+#: ARGV: expected MAC. Returns 1 when it deleted the session, 0 when not.
 DELETE_IF_UNCHANGED = Script(
     "delete_if_unchanged",
     """
-local blob = redis.call('GET', KEYS[1])
-if not blob or string.sub(blob, 19, 34) ~= ARGV[1] then return 0 end
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'string' then return 0 end
+if redis.call('GETRANGE', KEYS[1], 18, 33) ~= ARGV[1] then return 0 end
 redis.call('UNLINK', KEYS[1])
-if string.sub(blob, 15, 18) ~= string.rep(string.char(0), 4) then return blob end
 return 1
 """,
 )
 
-ALL = (LOAD_SLIDING, SAVE, TOUCH, INDEX_ADD, DELETE_IF_UNCHANGED)
+#: ``sessions purge --all``: delete the keys that are the engine's own, and nothing else. KEYS:
+#: keys of the prefix (any number on one server, one per call on Cluster). ARGV: the session
+#: key prefix (``<prefix>:s:``), the record format version (one byte), the header size, the
+#: ``ZPOPMIN`` count that empties an index, and "1" for a dry run (nothing deleted).
+#: A session key goes only when it holds a string that starts as a record does (its format
+#: version, at least a header long); any other key of the prefix is an index, emptied with
+#: ``ZPOPMIN`` when it is a sorted set (Redis then drops it). Anything else is left as it is.
+#: Returns {sessions deleted, keys skipped, {ids the emptied indexes listed}}.
+PURGE = Script(
+    "purge",
+    """
+local ended, skipped, listed = 0, 0, {}
+local prefix, version, header = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local dry = ARGV[5] == '1'
+for _, key in ipairs(KEYS) do
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'none' then
+    -- gone since the scan
+  elseif string.sub(key, 1, #prefix) == prefix then
+    if kind == 'string' and redis.call('STRLEN', key) >= header
+        and redis.call('GETRANGE', key, 0, 0) == version then
+      if not dry then redis.call('UNLINK', key) end
+      ended = ended + 1
+    else
+      skipped = skipped + 1
+    end
+  elseif kind ~= 'zset' then
+    skipped = skipped + 1
+  elseif not dry then
+    local popped = redis.call('ZPOPMIN', key, ARGV[4])
+    for i = 1, #popped, 2 do listed[#listed + 1] = popped[i] end
+  end
+end
+return {ended, skipped, listed}
+""",
+)
+
+ALL = (LOAD_SLIDING, SAVE, TOUCH, INDEX_ADD, DELETE_IF_UNCHANGED, PURGE)

@@ -13,7 +13,14 @@ from django.test import override_settings
 
 from django_redisstore import codec, keys
 
-from .command_helpers import Terminal, make_session, name_of, sessions, sessions_json
+from .command_helpers import (
+    Terminal,
+    make_session,
+    name_of,
+    sessions,
+    sessions_json,
+    timeouts,  # noqa: F401 (an autouse fixture: both timeouts)
+)
 
 
 def test_summary_counts_signed_in_and_anonymous_sessions_and_users() -> None:
@@ -169,3 +176,20 @@ def test_summary_names_top_users_from_the_database() -> None:
 def test_inspect_unknown_user_is_a_command_error() -> None:
     with pytest.raises(CommandError, match="No user has the username or primary key 'nobody'"):
         sessions("inspect", "--user", "nobody")
+
+
+def test_summary_skips_and_counts_keys_that_are_not_sessions(
+    redis_client: redis.Redis, redisstore: str
+) -> None:
+    make_session(1)
+    make_session()
+    redis_client.rpush(f"{redisstore}:s:alist", b"a")
+    redis_client.set(f"{redisstore}:s:short", b"not a record")
+    redis_client.set(f"{redisstore}:u:9", b"a string where an index goes")
+
+    summary = sessions_json("inspect")
+    text = sessions("inspect")
+
+    assert (summary["total"], summary["users"], summary["skipped"]) == (2, 1, 3)
+    assert "Skipped 3 keys that are not sessions (left as they are)." in text
+    assert redis_client.type(f"{redisstore}:s:alist") == b"list"

@@ -18,7 +18,15 @@ from django.core.management import CommandError
 from django_redisstore import keys
 from django_redisstore.session import SessionStore
 
-from .command_helpers import Terminal, alive, make_session, name_of, sessions, sessions_json
+from .command_helpers import (
+    Terminal,
+    alive,
+    make_session,
+    name_of,
+    sessions,
+    sessions_json,
+    timeouts,  # noqa: F401 (an autouse fixture: both timeouts)
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,6 +75,7 @@ def test_purge_user_ends_only_that_users_sessions(redis_client: redis.Redis) -> 
         "selector": "user",
         "dry_run": False,
         "sessions": 2,
+        "skipped": 0,
     }
     assert not any(alive(s) for s in mine)
     assert alive(theirs)
@@ -262,3 +271,79 @@ def test_no_session_created_during_purge_all_is_left_out_of_its_index(
             live.add(name.decode().rsplit(":", 1)[1])
     indexed = {m.decode() for m in redis_client.zrange(keys.user_index_name("7"), 0, -1)}
     assert live <= indexed
+
+
+def plant_foreign_keys(client: redis.Redis, prefix: str) -> dict[str, bytes | list[bytes]]:
+    """Keys under the engine's patterns that are not its records or indexes."""
+    client.rpush(f"{prefix}:s:alist", b"a", b"b")
+    client.set(f"{prefix}:s:short", b"not a record")
+    client.set(f"{prefix}:s:forged", b"\x01" + b"\x00" * 40)  # a record's format, a bad MAC
+    client.set(f"{prefix}:u:7", b"a string where an index goes")
+    return {
+        f"{prefix}:s:alist": [b"a", b"b"],
+        f"{prefix}:s:short": b"not a record",
+        f"{prefix}:s:forged": b"\x01" + b"\x00" * 40,
+        f"{prefix}:u:7": b"a string where an index goes",
+    }
+
+
+def left_alone(client: redis.Redis, planted: dict[str, bytes | list[bytes]]) -> bool:
+    return all(
+        (client.lrange(name, 0, -1) if isinstance(value, list) else client.get(name)) == value
+        for name, value in planted.items()
+    )
+
+
+@pytest.mark.parametrize(
+    ("selector", "ended"),
+    [(("--anonymous",), 1), (("--idle-over", "1h"), 0), (("--older-than", "1h"), 0)],
+)
+def test_selectors_skip_and_count_keys_that_are_not_sessions(
+    redis_client: redis.Redis, redisstore: str, selector: tuple[str, ...], ended: int
+) -> None:
+    planted = plant_foreign_keys(redis_client, redisstore)
+    make_session()
+    signed_in = make_session(8)
+
+    result = sessions_json("purge", *selector, "--yes")
+
+    assert result["sessions"] == ended
+    # The list, the short string and the forged record (its MAC fails); these selectors walk
+    # only <prefix>:s:*, so the string under :u: is not met.
+    assert result["skipped"] == 3
+    assert left_alone(redis_client, planted)
+    assert alive(signed_in)
+
+
+def test_purge_all_deletes_only_records_and_indexes_and_reports_the_rest(
+    redis_client: redis.Redis, redisstore: str
+) -> None:
+    planted = plant_foreign_keys(redis_client, redisstore)
+    del planted[f"{redisstore}:s:forged"]  # in a record's format: purge --all takes it
+    ours = [make_session(1), make_session()]
+
+    dry = sessions("purge", "--all", "--dry-run")
+    out = sessions("purge", "--all", "--yes")
+
+    assert dry.splitlines() == [
+        "Would end 3 sessions.",
+        "Skipped 2 keys that are not sessions (left as they are).",
+    ]
+    assert out.splitlines() == [
+        "Ended 3 sessions.",
+        "Skipped 3 keys that are not sessions (left as they are).",
+    ]
+    assert not any(alive(s) for s in ours)
+    assert not redis_client.exists(keys.user_index_name("1"))
+    assert left_alone(redis_client, planted)
+
+
+def test_purge_all_of_a_listed_session_that_is_not_a_record_leaves_it(
+    redis_client: redis.Redis, redisstore: str
+) -> None:
+    redis_client.zadd(keys.user_index_name("5"), {"notarecord": time.time() + 3600})
+    redis_client.rpush(keys.session_name("notarecord"), b"x")
+
+    assert sessions_json("purge", "--all", "--yes")["sessions"] == 0
+    assert redis_client.lrange(keys.session_name("notarecord"), 0, -1) == [b"x"]
+    assert not redis_client.exists(keys.user_index_name("5"))

@@ -215,6 +215,7 @@ class Command(BaseCommand):
                     "memory_samples": summary.memory_samples,
                     "oldest": iso(summary.oldest),
                     "newest": iso(summary.newest),
+                    "skipped": summary.skipped,
                 }
             )
         write = self.stdout.write
@@ -237,6 +238,8 @@ class Command(BaseCommand):
             for user, count in summary.top_users:
                 label = f"{user} ({names[user]})" if user in names else user
                 write(f"  {label:<32} {count:>8,}")
+        if summary.skipped:
+            write(skipped_note(summary.skipped))
         for title, counts in (
             ("Time to live", summary.ttl_histogram),
             ("Age", summary.age_histogram),
@@ -312,19 +315,28 @@ class Command(BaseCommand):
             self.confirm(what)
         bar = self.progress(options, "Purging" if not dry_run else "Counting")
         try:
-            count = self.run_purge(selector, value, dry_run, bar)
+            purged = self.run_purge(selector, value, dry_run, bar)
         finally:
             if bar:
                 bar.close()
         if options["format"] == "json":
             return self.emit_json(
-                {"selector": selector.replace("_", "-"), "dry_run": dry_run, "sessions": count}
+                {
+                    "selector": selector.replace("_", "-"),
+                    "dry_run": dry_run,
+                    "sessions": purged.sessions,
+                    "skipped": purged.skipped,
+                }
             )
         verb = "Would end" if dry_run else "Ended"
-        self.stdout.write(f"{verb} {plural(count)}.")
+        self.stdout.write(f"{verb} {plural(purged.sessions)}.")
+        if purged.skipped:
+            self.stdout.write(skipped_note(purged.skipped))
 
     @staticmethod
-    def run_purge(selector: str, value: Any, dry_run: bool, bar: ProgressBar | None) -> int:
+    def run_purge(
+        selector: str, value: Any, dry_run: bool, bar: ProgressBar | None
+    ) -> operations.Purged:
         if selector == "all":
             return operations.purge_all(dry_run=dry_run, progress=bar)
         if selector == "user":
@@ -383,6 +395,11 @@ class Command(BaseCommand):
             f"{verb} {plural(result.imported)} ({result.present:,} already here, "
             f"{result.skipped:,} unreadable or expired skipped)."
         )
+
+
+def skipped_note(count: int) -> str:
+    keys_ = "key that is" if count == 1 else "keys that are"
+    return f"Skipped {count:,} {keys_} not sessions (left as they are)."
 
 
 def describe(info: index.SessionInfo) -> dict[str, Any]:
