@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from django.contrib.auth import get_user_model
-from django.core.management import CommandError
+from django.core.management import CommandError, call_command
 
 from django_redisstore import keys
 from django_redisstore.session import SessionStore
@@ -62,7 +64,10 @@ def test_dry_run_says_what_would_go_and_deletes_nothing() -> None:
 
     assert sessions("purge", "--all", "--dry-run").strip() == "Would end 2 sessions."
     assert sessions("purge", "--anonymous", "--dry-run").strip() == "Would end 1 session."
-    assert sessions("purge", "--user", "1", "--dry-run").strip() == "Would end 1 session."
+    assert sessions("purge", "--user", "1", "--dry-run").splitlines() == [
+        "Sessions of the user pk 1 (not in the database).",  # indexed, not in the database
+        "Would end 1 session.",
+    ]
     assert all(alive(s) for s in kept)
 
 
@@ -76,6 +81,8 @@ def test_purge_user_ends_only_that_users_sessions(redis_client: redis.Redis) -> 
         "dry_run": False,
         "sessions": 2,
         "skipped": 0,
+        "user": "7",
+        "username": None,
     }
     assert not any(alive(s) for s in mine)
     assert alive(theirs)
@@ -87,7 +94,10 @@ def test_purge_user_by_username() -> None:
     user = get_user_model().objects.create_user("linus", password="pw")
     session = make_session(user.pk)
 
-    assert sessions("purge", "--user", "linus", "--yes").strip() == "Ended 1 session."
+    assert sessions("purge", "--user", "linus", "--yes").splitlines() == [
+        f"Sessions of the user pk {user.pk} ('linus').",
+        "Ended 1 session.",
+    ]
     assert not alive(session)
 
 
@@ -347,3 +357,95 @@ def test_purge_all_of_a_listed_session_that_is_not_a_record_leaves_it(
     assert sessions_json("purge", "--all", "--yes")["sessions"] == 0
     assert redis_client.lrange(keys.session_name("notarecord"), 0, -1) == [b"x"]
     assert not redis_client.exists(keys.user_index_name("5"))
+
+
+@pytest.fixture
+def lookalike() -> tuple[object, object]:
+    """bob, and a user whose username is bob's primary key."""
+    model = get_user_model()
+    model.objects.create_user("alice", password="pw")
+    bob = model.objects.create_user("bob", password="pw")
+    return bob, model.objects.create_user(str(bob.pk), password="pw")
+
+
+@pytest.mark.django_db
+def test_user_that_is_one_users_username_and_anothers_pk_is_refused(
+    lookalike: tuple[Any, Any],
+) -> None:
+    bob, mallory = lookalike
+    bobs, mallorys = make_session(bob.pk), make_session(mallory.pk)
+
+    for action in (("purge", "--yes"), ("inspect",)):
+        with pytest.raises(CommandError) as refused:
+            sessions(*action, "--user", str(bob.pk))
+        message = str(refused.value)
+        assert "ambiguous" in message
+        assert f"pk {mallory.pk} ('{bob.pk}')" in message  # its username is bob's pk
+        assert f"pk {bob.pk} ('bob')" in message
+        assert f"--user-id {bob.pk}" in message and f"--username {bob.pk}" in message
+    assert alive(bobs) and alive(mallorys)
+
+
+@pytest.mark.django_db
+def test_user_id_and_username_name_one_user_each(lookalike: tuple[Any, Any]) -> None:
+    bob, mallory = lookalike
+    bobs, mallorys = make_session(bob.pk), make_session(mallory.pk)
+
+    by_id = sessions_json("inspect", "--user-id", str(bob.pk))
+    by_name = sessions_json("inspect", "--username", str(bob.pk))
+    assert (by_id["user"], by_id["username"]) == (str(bob.pk), "bob")
+    assert (by_name["user"], by_name["username"]) == (str(mallory.pk), str(bob.pk))
+
+    out = sessions("purge", "--user-id", str(bob.pk), "--yes")
+    assert out.splitlines()[0] == f"Sessions of the user pk {bob.pk} ('bob')."
+    assert not alive(bobs) and alive(mallorys)
+    sessions("purge", "--username", str(bob.pk), "--yes")
+    assert not alive(mallorys)
+    assert sessions_json("purge", "--user", "alice", "--dry-run")["username"] == "alice"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--user-id", "abc"), "No user has the primary key 'abc'"),
+        (("--username", "nobody"), "No user has the username 'nobody'"),
+        (("--user-id", "1", "--username", "x"), "Give exactly one selector"),
+    ],
+)
+def test_unknown_user_id_or_username_is_a_command_error(
+    args: tuple[str, ...], message: str
+) -> None:
+    session = make_session(1)
+
+    with pytest.raises(CommandError, match=message):
+        sessions("purge", *args, "--yes")
+    assert alive(session)
+
+
+@pytest.mark.django_db
+def test_whose_sessions_is_printed_before_any_ends_even_with_yes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django_redisstore import operations
+
+    user = get_user_model().objects.create_user("ada", password="pw")
+    make_session(user.pk)
+    out, err = io.StringIO(), io.StringIO()
+    printed_before: list[str] = []
+    real = operations.purge_user
+
+    def record_then_purge(*args: Any, **kwargs: Any) -> operations.Purged:
+        printed_before.append(out.getvalue() + err.getvalue())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(operations, "purge_user", record_then_purge)
+    call_command("sessions", "purge", "--username", "ada", "--yes", stdout=out, stderr=err)
+    call_command(
+        "sessions", "purge", "--username", "ada", "--yes", "--format", "json",
+        stdout=(json_out := io.StringIO()), stderr=(json_err := io.StringIO()),
+    )  # fmt: skip
+
+    assert printed_before[0] == f"Sessions of the user pk {user.pk} ('ada').\n"
+    assert f"pk {user.pk} ('ada')" in json_err.getvalue()  # JSON on stdout stays parseable
+    assert json.loads(json_out.getvalue())["username"] == "ada"
