@@ -19,16 +19,13 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import DatabaseError
 
-from django_redisstore import importers, index, keys, operations
+from django_redisstore import importers, index, keys, operations, redact
 from django_redisstore.conf import conf
 from django_redisstore.exceptions import RedisStoreError
 
 SELECTORS = ("all", "user", "user_id", "username", "key", "anonymous", "idle_over", "older_than")
 #: The options that name a user, and what they match: a username, a primary key, or either.
 USER_OPTIONS = {"user": "either", "user_id": "pk", "username": "username"}
-#: Session keys that are always redacted: the hash that ties a session to a password.
-SECRET_KEYS = ("_auth_user_hash",)
-REDACTED = "<redacted>"
 
 
 def plural(count: int, word: str = "session") -> str:
@@ -81,16 +78,16 @@ class Command(BaseCommand):
             help="Summarise all sessions, or show one session (KEY) or one user's (--user).",
             description="Without arguments: totals, signed-in and anonymous sessions, distinct "
             "users, top users, TTL and age histograms, memory, oldest and newest. With KEY (a "
-            "session cookie's value): that session and its data, secrets redacted. With --user: "
-            "that user's sessions.",
+            "session cookie's value): that session and its data, the values of keys that look "
+            "secret redacted. With --user-id, --username or --user: that user's sessions.",
         )
         inspect.add_argument("key", nargs="?", metavar="KEY", help="a session key (cookie value)")
         self._add_user_options(inspect, "that user's sessions")
         inspect.add_argument(
             "--show-secrets",
             action="store_true",
-            help="show _auth_user_hash and the keys of REDISSTORE_REDACT_KEYS instead of "
-            f"{REDACTED}",
+            help="show the values of the keys that look secret (hash, token, password, csrf, "
+            f"key...) and of REDISSTORE_REDACT_KEYS instead of {redact.REDACTED}",
         )
         self._add_format(inspect)
 
@@ -268,9 +265,8 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError("No session has this key (it expired, was ended, or never was).")
         info, data = found
-        secrets = set(SECRET_KEYS) | set(conf.REDACT_KEYS)
         if not options["show_secrets"]:
-            data = {k: REDACTED if k in secrets else v for k, v in data.items()}
+            data = redact.redact(data, conf.REDACT_KEYS)
         record = describe(info) | {"data": data}
         if options["format"] == "json":
             return self.emit_json(record)
