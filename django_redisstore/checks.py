@@ -113,7 +113,20 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
             ]
         urls = [url]
     ours = {_database(u) for u in urls} - {None}
-    return [
+    messages: list[CheckMessage] = []
+    if alias:
+        # Chosen, not accidental: its own id, so that silencing it keeps W001 for the others.
+        messages.append(
+            Warning(
+                f"Sessions live in the database of the cache {alias!r} (REDISSTORE_CACHE_ALIAS): "
+                "that cache's clear() empties the database and signs every user out.",
+                hint="Make sure nothing clears that cache (deploy scripts often do), or give "
+                "the sessions a database of their own with REDISSTORE_URL. Silence "
+                "django_redisstore.W003 once you have.",
+                id="django_redisstore.W003",
+            )
+        )
+    return messages + [
         Warning(
             f"Sessions share a Redis database with the cache {name!r}: "
             "cache.clear() there would sign every user out.",
@@ -123,8 +136,33 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
             id="django_redisstore.W001",
         )
         for name, cache in caches.items()
-        if cache.get("BACKEND") in _REDIS_CACHE_BACKENDS
+        if name != alias
+        and cache.get("BACKEND") in _REDIS_CACHE_BACKENDS
         and ours & {_database(u) for u in _locations(cache)}
+    ]
+
+
+def check_url_password(**kwargs: Any) -> list[CheckMessage]:
+    """``check --deploy``: a password in ``REDISSTORE_URL`` shows in Django's error reports."""
+    url = conf.URL
+    if not _engine_in_use() or not isinstance(url, str):
+        return []
+    try:
+        password = parse_url(url).get("password")
+    except ValueError:
+        return []  # check_connection reports a URL that does not parse
+    if not password:
+        return []
+    return [
+        Warning(
+            "REDISSTORE_URL holds the Redis password: Django's error reports (the debug page, "
+            "the error mails to ADMINS) show that setting as it is, since they hide only "
+            "settings whose names look secret.",
+            hint="Move it to REDISSTORE_CONNECTION_OPTIONS = {'password': ...} (with "
+            "'username' for an ACL user), which the reports mask, and drop it from the URL: "
+            "redis://host:port/db.",
+            id="django_redisstore.W002",
+        )
     ]
 
 
@@ -463,3 +501,4 @@ def register_checks() -> None:
     register(check_topology, "sessions")
     register(check_failure_policy, "sessions")
     register(check_durability, "sessions", Tags.security, deploy=True)
+    register(check_url_password, "sessions", Tags.security, deploy=True)
