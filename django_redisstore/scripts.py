@@ -113,6 +113,18 @@ return 1
 """,
 )
 
+#: Read a per-user index: drop the entries whose score has passed, return the others. A key of
+#: another type (not the engine's: something else wrote under ``<prefix>:u:``) reads as an empty
+#: index and is left as it is. ARGV: now (unix seconds). Returns {entries dropped, {members}}.
+INDEX_READ = Script(
+    "index_read",
+    """
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'zset' then return {0, {}} end
+local dropped = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return {dropped, redis.call('ZRANGE', KEYS[1], 0, -1)}
+""",
+)
+
 #: Delete a session if it is still the version the caller read (compared by MAC): bulk purges
 #: select sessions by what they read, and leave alone one that a request wrote meanwhile.
 #: ARGV: expected MAC. Returns 1 when it deleted the session, 0 when not.
@@ -168,4 +180,4 @@ return {#doomed, skipped, listed}
 """,
 )
 
-ALL = (LOAD_SLIDING, SAVE, TOUCH, INDEX_ADD, DELETE_IF_UNCHANGED, PURGE)
+ALL = (LOAD_SLIDING, SAVE, TOUCH, INDEX_ADD, INDEX_READ, DELETE_IF_UNCHANGED, PURGE)

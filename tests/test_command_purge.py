@@ -433,3 +433,18 @@ def test_whose_sessions_is_printed_before_any_ends_even_with_yes(
     assert printed_before[0] == f"Sessions of the user pk {user.pk} ('ada').\n"
     assert f"pk {user.pk} ('ada')" in json_err.getvalue()  # JSON on stdout stays parseable
     assert json.loads(json_out.getvalue())["username"] == "ada"
+
+
+@pytest.mark.django_db
+def test_a_user_index_that_is_not_a_sorted_set_reads_as_empty_and_stays(
+    redis_client: redis.Redis,
+) -> None:
+    from django_redisstore.index import prune_indexes
+
+    name = keys.user_index_name("13")
+    redis_client.set(name, b"not an index")
+
+    assert sessions_json("purge", "--user-id", "13", "--yes")["sessions"] == 0
+    assert sessions_json("inspect", "--user-id", "13")["sessions"] == []
+    assert prune_indexes() == (1, 0)  # clearsessions' pruning walks past it
+    assert redis_client.get(name) == b"not an index"
