@@ -16,10 +16,18 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from redis.connection import parse_url
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
-from .clients import TLS_OPTIONS, parse_address
+from .clients import (
+    REDIS_ERRORS,
+    TLS_OPTIONS,
+    describe,
+    get_client,
+    parse_address,
+    topology,
+)
 from .conf import raw, read
+from .exceptions import RedisStoreError
 
 ENGINE = "django_redisstore.session"
 _REDIS_CACHE_BACKENDS = (
@@ -87,7 +95,7 @@ def check_connection(**kwargs: Any) -> list[CheckMessage]:
     error = _alias_error(alias, caches) if alias else _url_error(url)
     if error is not None:
         return [error]
-    return _shared_databases(_locations(caches[alias]) if alias else [url], caches)
+    return _shared_databases(_locations(caches[alias]) if alias else [url], caches, alias)
 
 
 def _alias_error(alias: Any, caches: dict[str, dict[str, Any]]) -> CheckMessage | None:
@@ -119,10 +127,26 @@ def _url_error(url: Any) -> CheckMessage | None:
     )
 
 
-def _shared_databases(urls: list[str], caches: dict[str, dict[str, Any]]) -> list[CheckMessage]:
-    """W001 for each Redis cache that shares a database with the sessions."""
+def _shared_databases(
+    urls: list[str], caches: dict[str, dict[str, Any]], alias: str | None
+) -> list[CheckMessage]:
+    """W001 for each Redis cache that shares a database with the sessions; W003 for the cache
+    that ``REDISSTORE_CACHE_ALIAS`` names (shared on purpose)."""
     ours = {_database(u) for u in urls} - {None}
-    return [
+    messages: list[CheckMessage] = []
+    if alias:
+        # Chosen, not accidental: its own id, so that silencing it keeps W001 for the others.
+        messages.append(
+            Warning(
+                f"Sessions live in the database of the cache {alias!r} (REDISSTORE_CACHE_ALIAS): "
+                "that cache's clear() empties the database and signs every user out.",
+                hint="Make sure nothing clears that cache (deploy scripts often do), or give "
+                "the sessions a database of their own with REDISSTORE_URL. Silence "
+                "django_redisstore.W003 once you have.",
+                id="django_redisstore.W003",
+            )
+        )
+    return messages + [
         Warning(
             f"Sessions share a Redis database with the cache {name!r}: "
             "cache.clear() there would sign every user out.",
@@ -132,8 +156,33 @@ def _shared_databases(urls: list[str], caches: dict[str, dict[str, Any]]) -> lis
             id="django_redisstore.W001",
         )
         for name, cache in caches.items()
-        if cache.get("BACKEND") in _REDIS_CACHE_BACKENDS
+        if name != alias
+        and cache.get("BACKEND") in _REDIS_CACHE_BACKENDS
         and ours & {_database(u) for u in _locations(cache)}
+    ]
+
+
+def check_url_password(**kwargs: Any) -> list[CheckMessage]:
+    """``check --deploy``: a password in ``REDISSTORE_URL`` shows in Django's error reports."""
+    url = raw("URL")
+    if not _engine_in_use() or not isinstance(url, str):
+        return []
+    try:
+        password = parse_url(url).get("password")
+    except ValueError:
+        return []  # check_connection reports a URL that does not parse
+    if not password:
+        return []
+    return [
+        Warning(
+            "REDISSTORE_URL holds the Redis password: Django's error reports (the debug page, "
+            "the error mails to ADMINS) show that setting as it is, since they hide only "
+            "settings whose names look secret.",
+            hint="Move it to REDISSTORE_CONNECTION_OPTIONS = {'password': ...} (with "
+            "'username' for an ACL user), which the reports mask, and drop it from the URL: "
+            "redis://host:port/db.",
+            id="django_redisstore.W002",
+        )
     ]
 
 
@@ -401,52 +450,84 @@ def check_failure_policy(**kwargs: Any) -> list[CheckMessage]:
 def check_durability(**kwargs: Any) -> list[CheckMessage]:
     """``check --deploy``: would Redis evict sessions, or lose them all on a restart?
 
-    Reads the server's settings with ``CONFIG GET``; where a managed Redis forbids ``CONFIG``,
-    falls back to ``INFO`` for what it tells, and says what it could not check.
+    Asks each server that holds sessions: the one of ``REDISSTORE_URL`` or of the cache
+    ``REDISSTORE_CACHE_ALIAS`` names, the primary behind Sentinel, every primary of a Cluster;
+    each message names its server. Reads the settings with ``CONFIG GET``; where a managed Redis
+    forbids ``CONFIG``, falls back to ``INFO`` for what it tells, and says what it could not
+    check.
     """
-    if not _engine_in_use() or bool(read("URL")) == bool(read("CACHE_ALIAS")):
+    if not _engine_in_use():
+        return []
+    kind = topology()
+    if kind == "single" and bool(read("URL")) == bool(read("CACHE_ALIAS")):
         return []  # check_connection reports the configuration error
-    from .clients import describe, get_client
-
+    client = None
     try:
         client = get_client()
+        servers = _servers(kind, client)
     except ImproperlyConfigured:
-        return []
-    try:
+        return []  # check_topology reports it
+    except (*REDIS_ERRORS, RedisStoreError) as e:  # a cluster client connects as it is made
+        return [_unreachable(describe(client), e)]
+    messages: list[CheckMessage] = []
+    for where, server in servers:
         try:
-            config = {
-                name: _text(client.config_get(name).get(name))
-                for name in ("maxmemory-policy", "save", "appendonly")
-            }
-        except ResponseError:  # CONFIG renamed or not allowed (NOPERM): ask INFO instead
-            config = {
-                "maxmemory-policy": _text(client.info("memory").get("maxmemory_policy")),
-                "appendonly": "yes" if client.info("persistence").get("aof_enabled") else None,
-                "save": None,
-            }
-    except RedisError as e:
+            config = _durability_config(server)
+        except REDIS_ERRORS as e:
+            messages.append(_unreachable(where, e))
+        else:
+            messages += _durability_messages(where, config)
+    return messages
+
+
+def _servers(kind: str, client: Any) -> list[tuple[str, Any]]:
+    """The servers that hold sessions, each with a client of its own and its description."""
+    if kind == "cluster":
         return [
-            Info(
-                f"Could not ask Redis at {describe(client)} how it keeps sessions: {e}",
-                hint="Run check --deploy where Redis is reachable to learn whether it can evict "
-                "or lose sessions.",
-                id="django_redisstore.I011",
-            )
+            (f"cluster primary {node.host}:{node.port}", client.get_redis_connection(node))
+            for node in client.get_primaries()
         ]
-    return _durability_messages(config)
+    if kind == "sentinel":
+        pool = client.connection_pool
+        host, port = pool.get_master_address()  # asks the Sentinels
+        return [(f"{host}:{port} (primary of Sentinel service {pool.service_name!r})", client)]
+    return [(describe(client), client)]
+
+
+def _durability_config(client: Any) -> dict[str, str | None]:
+    try:
+        return {
+            name: _text(client.config_get(name).get(name))
+            for name in ("maxmemory-policy", "save", "appendonly")
+        }
+    except ResponseError:  # CONFIG renamed or not allowed (NOPERM): ask INFO instead
+        return {
+            "maxmemory-policy": _text(client.info("memory").get("maxmemory_policy")),
+            "appendonly": "yes" if client.info("persistence").get("aof_enabled") else None,
+            "save": None,
+        }
+
+
+def _unreachable(where: str, error: Exception) -> CheckMessage:
+    return Info(
+        f"Could not ask Redis at {where} how it keeps sessions: {error}",
+        hint="Run check --deploy where Redis is reachable to learn whether it can evict "
+        "or lose sessions.",
+        id="django_redisstore.I011",
+    )
 
 
 def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _durability_messages(config: dict[str, str | None]) -> list[CheckMessage]:
+def _durability_messages(where: str, config: dict[str, str | None]) -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     policy = config["maxmemory-policy"]
     if policy is not None and policy != "noeviction":
         messages.append(
             Warning(
-                f"Redis may evict sessions when it runs out of memory "
+                f"Redis at {where} may evict sessions when it runs out of memory "
                 f"(maxmemory-policy is {policy}): their users would be signed out.",
                 hint="Set 'maxmemory-policy noeviction' in redis.conf (or CONFIG SET "
                 "maxmemory-policy noeviction) on the Redis that keeps sessions, and give it "
@@ -459,8 +540,8 @@ def _durability_messages(config: dict[str, str | None]) -> list[CheckMessage]:
     if config["save"] == "" and config["appendonly"] == "no":
         messages.append(
             Warning(
-                "Redis keeps nothing on disk (no RDB save points and appendonly no): a restart "
-                "signs every user out.",
+                f"Redis at {where} keeps nothing on disk (no RDB save points and appendonly "
+                "no): a restart signs every user out.",
                 hint="Turn on the append-only file in redis.conf ('appendonly yes', with "
                 "'appendfsync everysec', or 'always' to lose no acknowledged save), or at least "
                 "RDB snapshots ('save 3600 1 300 100 60 10000').",
@@ -470,8 +551,8 @@ def _durability_messages(config: dict[str, str | None]) -> list[CheckMessage]:
     elif config["save"] is None:
         messages.append(
             Info(
-                "Redis does not allow CONFIG: could not check whether it keeps sessions on "
-                "disk across a restart (its append-only file is off).",
+                f"Redis at {where} does not allow CONFIG: could not check whether it keeps "
+                "sessions on disk across a restart (its append-only file is off).",
                 hint="Check your Redis provider's persistence settings (append-only file or "
                 "snapshots) for the database that keeps sessions.",
                 id="django_redisstore.I010",
@@ -486,3 +567,4 @@ def register_checks() -> None:
     register(check_topology, "sessions")
     register(check_failure_policy, "sessions")
     register(check_durability, "sessions", Tags.security, deploy=True)
+    register(check_url_password, "sessions", Tags.security, deploy=True)

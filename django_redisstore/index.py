@@ -34,6 +34,7 @@ from .conf import get as get_settings
 from .devices import Device, device_of
 from .flows import Call, Flow, arun, run
 from .keyspace import ascan_batches, get_with_ttl, scan_batches, with_ttl
+from .scripts import INDEX_READ
 
 logger = logging.getLogger("django_redisstore")
 
@@ -110,17 +111,11 @@ def sessions_flow(user_ids: Sequence[str]) -> Flow[tuple[dict[str, list[SessionI
     """The live sessions of each of ``user_ids``, and how many stale entries were pruned."""
     now = time.time()
     names = [keys.user_index_name(user) for user in user_ids]
-    calls: list[Call] = []
-    for name in names:
-        calls += [
-            Call.command("ZREMRANGEBYSCORE", name, "-inf", repr(now)),
-            Call.command("ZRANGE", name, 0, -1),
-        ]
-    replies = yield calls
-    pruned = sum(replies[0::2])
+    replies = yield [INDEX_READ.call(name, repr(now)) for name in names]
+    pruned = sum(dropped for dropped, _ in replies)
     listed = [
         (user, member.decode())
-        for user, members in zip(user_ids, replies[1::2], strict=True)
+        for user, (_, members) in zip(user_ids, replies, strict=True)
         for member in members
     ]
     found: dict[str, list[SessionInfo]] = {user: [] for user in user_ids}

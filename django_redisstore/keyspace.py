@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import redis
 import redis.asyncio
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from .clients import REDIS_6, REDIS_ERRORS, is_cluster, translate_error
 from .flows import Call, execute
@@ -130,7 +130,11 @@ def execute_plain(client: Any, commands: Sequence[Sequence[Any]]) -> list[Any]:
 def execute_packed(client: Any, packed: bytes, count: int) -> list[Any]:
     """Send ``count`` commands already in the Redis protocol (``packed``) to one node, in one
     round trip, and return their raw replies. The fastest path, for the hottest loops (a
-    session walk builds its commands from a byte template)."""
+    session walk builds its commands from a byte template).
+
+    An error reply (``WRONGTYPE`` from a key of another type) is returned in its place, as a
+    ``ResponseError``, like redis-py's pipelines do with ``raise_on_error=False``: the caller
+    decides. Any other failure raises."""
     if not count:
         return []
     pool = client.connection_pool
@@ -138,14 +142,20 @@ def execute_packed(client: Any, packed: bytes, count: int) -> list[Any]:
     connection = pool.get_connection() if REDIS_6 else pool.get_connection("PING")
     try:
         connection.send_packed_command([packed])
-        read = connection.read_response
-        replies = [read() for _ in range(count)]
+        replies = [_read_reply(connection) for _ in range(count)]
     except RedisError as e:
         connection.disconnect()  # replies may still be in flight: never reuse it
         raise translate_error(client, e) from e
     finally:
         pool.release(connection)
     return replies
+
+
+def _read_reply(connection: Any) -> Any:
+    try:
+        return connection.read_response()
+    except ResponseError as e:  # the whole error reply was read: the connection is fine
+        return e
 
 
 def unlink(client: Any, names: Sequence[bytes | str]) -> int:

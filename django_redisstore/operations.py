@@ -7,10 +7,11 @@ Everything streams: the keyspace is walked with ``SCAN ... MATCH <prefix>:s:* CO
 (never ``KEYS``), each reply is handled with a few pipelines and then forgotten, so memory
 stays flat however many sessions there are. Only keys of this prefix are read or deleted.
 
-Most of the walk reads only each record's 34-byte header (``GETRANGE 0 33``) and its ``PTTL``:
-created, saved, sliding TTL, ``until`` (non-zero exactly when a user is signed in) and the MAC.
-A purge that selects sessions by these fields deletes each with ``scripts.DELETE_IF_UNCHANGED``:
-a session that a request wrote after the scan read it was in use, and is left alone.
+A walk reads each record whole (``GET``) with its ``PTTL``, and verifies and decodes it as a
+request would: a session is signed in when its data names a user (``_auth_user_id``), whatever
+the timeouts put in its header. A purge that selects sessions deletes each with
+``scripts.DELETE_IF_UNCHANGED``: a session that a request wrote after the scan read it was in
+use, and is left alone.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ import bisect
 import heapq
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.contrib.auth import SESSION_KEY
+from redis.exceptions import ResponseError
 
 from . import codec, keys, signals
-from .clients import get_client
+from .clients import get_client, is_cluster, translate_error
+from .exceptions import WrongType
 from .flows import Call, execute, run
 from .index import (
     SessionInfo,
@@ -45,10 +48,9 @@ from .keyspace import (
     execute_plain,
     get_with_ttl,
     scan_batches,
-    unlink,
     with_ttl,
 )
-from .scripts import DELETE_IF_UNCHANGED
+from .scripts import DELETE_IF_UNCHANGED, PURGE
 
 #: ``SCAN`` hint: keys per step. Larger steps mean fewer round trips, longer single commands.
 SCAN_COUNT = 1000
@@ -99,26 +101,32 @@ def last_used(header: codec.Header, pttl: int, now: float) -> float:
 
 
 class Seen(NamedTuple):
-    """One session as a walk sees it: its key, header and remaining TTL (ms)."""
+    """One session as a walk sees it: its key, header, remaining TTL (ms) and its user's id
+    (``_auth_user_id``, None when nobody is signed in)."""
 
     name: bytes
     header: codec.Header
     pttl: int
+    user: str | None
 
 
 def _walk(
     progress: Progress | None = None, *, memory: list[int] | None = None
-) -> Iterator[tuple[Any, list[Seen]]]:
-    """This prefix's sessions, a ``SCAN`` step at a time: the node they live on, and each one's
-    header and TTL.
+) -> Iterator[tuple[Any, list[Seen], int]]:
+    """This prefix's sessions, a ``SCAN`` step at a time: the node they live on, each verified
+    session's header, TTL and user, and how many keys of the step are not sessions.
 
-    ``memory``, when given, receives the ``MEMORY USAGE`` of one session in
-    ``MEMORY_SAMPLE_EVERY``. Keys that vanish between the scan and the read are skipped.
+    A key that is not a record this site can read (another type, a string in another format, a
+    record signed with an unknown secret) is counted as skipped, never returned: nothing is ever
+    done to it. Keys that vanish between the scan and the read are neither. ``memory``, when
+    given, receives the ``MEMORY USAGE`` of one session in ``MEMORY_SAMPLE_EVERY``.
     """
     seen = 0
     for node, names, done in scan_batches(get_client(), keys.session_pattern(), SCAN_COUNT):
+        batch: list[Seen] = []
+        skipped = 0
         if names:
-            packed = [_READ_HEADER % (len(name), name, len(name), name) for name in names]
+            packed = [_READ_RECORD % (len(name), name, len(name), name) for name in names]
             sampled = []
             if memory is not None:
                 sampled = [
@@ -130,28 +138,51 @@ def _walk(
             seen += len(names)
             replies = execute_packed(node, b"".join(packed), 2 * len(names) + len(sampled))
             end = 2 * len(names)
-            batch = []
             for name, blob, pttl in zip(names, replies[0:end:2], replies[1:end:2], strict=True):
-                if pttl == -2:
-                    continue
+                if blob is None or pttl == -2:
+                    continue  # gone since the scan
                 try:
-                    batch.append(Seen(name, codec.header_of(blob), pttl))
+                    record, data = decode(name.decode(), _record(node, blob))
                 except codec.InvalidRecord:
-                    continue  # not a record of ours: never counted, never deleted
+                    skipped += 1  # not a session of ours: never counted, never deleted
+                    continue
+                header = codec.Header(
+                    record.created, record.saved, record.idle, record.until, record.mac
+                )
+                batch.append(Seen(name, header, pttl, _user_of(data)))
             if memory is not None:
-                memory += [m for m in replies[end:] if m is not None]
-            yield node, batch
+                memory += [m for m in replies[end:] if isinstance(m, int)]
+        yield node, batch, skipped
         if progress is not None:
             progress(done, seen)
 
 
-#: ``GETRANGE <name> 0 33`` and ``PTTL <name>`` in the Redis protocol, for ``% (len, name) * 2``:
+def _user_of(data: dict[str, Any]) -> str | None:
+    user = data.get(SESSION_KEY)
+    return None if user is None else str(user)
+
+
+def _wrong_type(node: Any, reply: Any) -> bool:
+    """Whether ``reply`` is Redis's WRONGTYPE: the key holds another type than the command
+    takes, so it is not one of the engine's. Any other error reply is raised."""
+    if not isinstance(reply, ResponseError):
+        return False
+    error = translate_error(node, reply)
+    if isinstance(error, WrongType):
+        return True
+    raise error
+
+
+def _record(node: Any, reply: Any) -> bytes:
+    """A ``GET`` reply as bytes; WRONGTYPE (a key of another type) as an invalid record."""
+    if _wrong_type(node, reply):
+        raise codec.InvalidRecord("not a string")
+    return reply  # type: ignore[no-any-return]
+
+
+#: ``GET <name>`` and ``PTTL <name>`` in the Redis protocol, for ``% (len, name) * 2``:
 #: formatting one template per session is several times faster than packing two commands.
-_READ_HEADER = (
-    b"*4\r\n$8\r\nGETRANGE\r\n$%d\r\n%s\r\n$1\r\n0\r\n$2\r\n"
-    + str(codec.HEADER_SIZE - 1).encode()
-    + b"\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n"
-)
+_READ_RECORD = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n"
 #: ``MEMORY USAGE <name> SAMPLES 0``.
 _MEMORY_USAGE = b"*5\r\n$6\r\nMEMORY\r\n$5\r\nUSAGE\r\n$%d\r\n%s\r\n$7\r\nSAMPLES\r\n$1\r\n0\r\n"
 
@@ -174,24 +205,27 @@ class Summary:
     memory_samples: int = 0
     oldest: datetime | None = None
     newest: datetime | None = None
+    #: Keys under the prefix that are not sessions (or user indexes) of this engine.
+    skipped: int = 0
 
 
 def summarize(progress: Progress | None = None) -> Summary:
     """Count, classify and measure every session of this prefix, then rank users by sessions.
 
-    Sessions are counted from the records (``until`` set = signed in); users and their
-    session counts from the per-user index, and the top users' counts are then verified
+    Sessions are counted from the records (signed in = the data names a user); users and
+    their session counts from the per-user index, and the top users' counts are then verified
     session by session (which prunes their stale entries).
     """
     summary = Summary()
     now = time.time()
     memory: list[int] = []
     oldest = newest = None
-    for _, batch in _walk(progress, memory=memory):
+    for _, batch, skipped in _walk(progress, memory=memory):
+        summary.skipped += skipped
         for seen in batch:
             header = seen.header
             summary.total += 1
-            if header.until:
+            if seen.user is not None:
                 summary.authenticated += 1
             summary.ttl_histogram[_bucket(seen.pttl / 1000)] += 1
             summary.age_histogram[_bucket(now - header.created)] += 1
@@ -205,7 +239,8 @@ def summarize(progress: Progress | None = None) -> Summary:
     summary.memory_samples = len(memory)
     if memory:
         summary.memory_bytes = round(sum(memory) / len(memory) * summary.total)
-    summary.users, top = _count_users(now)
+    summary.users, top, skipped = _count_users(now)
+    summary.skipped += skipped
     if top:
         found, _ = run(sessions_flow([user for _, user in top]))
         ranked = sorted(((len(infos), user) for user, infos in found.items()), reverse=True)
@@ -213,22 +248,25 @@ def summarize(progress: Progress | None = None) -> Summary:
     return summary
 
 
-def _count_users(now: float) -> tuple[int, list[tuple[int, str]]]:
-    """Users with an entry that has not passed, and the ``TOP_USERS`` with most entries."""
+def _count_users(now: float) -> tuple[int, list[tuple[int, str]], int]:
+    """Users with an entry that has not passed, the ``TOP_USERS`` with most entries, and how
+    many keys under ``<prefix>:u:*`` are not indexes (not sorted sets: skipped)."""
     start = len(keys.user_index_name(""))
-    users = 0
+    users = skipped = 0
     top: list[tuple[int, str]] = []
     for node, names, _ in scan_batches(get_client(), keys.user_index_pattern(), SCAN_COUNT):
         counts = execute_plain(node, [("ZCOUNT", n, repr(now), "+inf") for n in names])
         for name, count in zip(names, counts, strict=True):
-            if count:
+            if _wrong_type(node, count):
+                skipped += 1
+            elif count:
                 users += 1
                 entry = (count, name.decode()[start:])
                 if len(top) < TOP_USERS:
                     heapq.heappush(top, entry)
                 else:
                     heapq.heappushpop(top, entry)
-    return users, sorted(top, reverse=True)
+    return users, sorted(top, reverse=True), skipped
 
 
 def find_session(session_key: str) -> tuple[SessionInfo, dict[str, Any]] | None:
@@ -258,45 +296,64 @@ def user_is_indexed(user_id: str) -> bool:
 # purge ------------------------------------------------------------------------------------------
 
 
-def purge_all(*, dry_run: bool, progress: Progress | None = None) -> int:
-    """End every session of this prefix and drop its user indexes; return how many sessions.
+class Purged(NamedTuple):
+    """What a purge ended (or, in a dry run, would end), and the keys under the prefix it left
+    alone because they are not the engine's sessions or user indexes."""
 
-    One walk over both kinds of key. An index is emptied with one atomic ``ZPOPMIN`` and the
-    sessions it listed are deleted with it: a login racing the purge either is listed there
-    (and ends), or files its session in a fresh index. So no session survives the purge
-    without its index entry, whichever of the two keys the walk meets first.
+    sessions: int
+    skipped: int = 0
+
+
+def purge_all(*, dry_run: bool, progress: Progress | None = None) -> Purged:
+    """End every session of this prefix and drop its user indexes.
+
+    One walk over both kinds of key, each step handled by ``scripts.PURGE`` on the server: a
+    session key is deleted only when it holds a record (a string that starts with the format
+    version and is at least a header long), an index only when it is a sorted set; any other
+    key is counted as skipped and left as it is. An index is emptied with one atomic
+    ``ZPOPMIN`` and the sessions it listed are deleted with it: a login racing the purge either
+    is listed there (and ends), or files its session in a fresh index. So no session survives
+    the purge without its index entry, whichever of the two keys the walk meets first.
     """
     client = get_client()
-    if dry_run:
-        return sum(len(names) for _, names, _ in _with_progress(keys.session_pattern(), progress))
-    session_prefix = keys.session_name("").encode()
-    ended = 0
-    for node, names, _ in _with_progress(keys.engine_pattern(), progress):
-        sessions = [name for name in names if name.startswith(session_prefix)]
-        indexes = [name for name in names if not name.startswith(session_prefix)]
-        ended += _end(client, sessions)
-        if indexes:
-            popped = execute_plain(node, [("ZPOPMIN", name, _POP_ALL) for name in indexes])
-            listed = [keys.session_name(sid.decode()) for sid in _members(popped)]
-            ended += _end(client, listed)
-    return ended
+    cluster = is_cluster(client)
+    pattern = keys.session_pattern() if dry_run else keys.engine_pattern()
+    ended = skipped = 0
+    for node, names, _ in _with_progress(pattern, progress):
+        while names:
+            count, left, listed = _purge_step(node, names, dry_run, cluster)
+            ended, skipped = ended + count, skipped + left
+            names = [keys.session_name(sid.decode()).encode() for sid in listed]
+            node = client  # listed sessions live anywhere on a cluster
+    return Purged(ended, skipped)
 
 
-def _end(client: Any, names: Sequence[bytes | str]) -> int:
-    """Delete the sessions ``names``; how many existed. One ``UNLINK``, unless a receiver
-    listens to ``session_ended``: then ``GETDEL`` each, to tell it whose session each was."""
-    if not signals.session_ended.has_listeners():
-        return unlink(client, names)
-    blobs = execute(client, [Call.command("GETDEL", name) for name in names])
-    prefix = len(keys.session_name(""))
+def _purge_step(
+    node: Any, names: list[bytes], dry_run: bool, cluster: bool
+) -> tuple[int, int, list[bytes]]:
+    """``scripts.PURGE`` on ``names``: in one call on one server, one call per key on a
+    cluster (a script's keys must share a slot there)."""
+    args = (
+        keys.session_name(""),
+        bytes((codec.VERSION,)),
+        codec.HEADER_SIZE,
+        _POP_ALL,
+        int(dry_run),
+        int(not dry_run and signals.session_ended.has_listeners()),
+    )
+    groups = [[name] for name in names] if cluster else [names]
+    calls = [Call(("EVALSHA", PURGE.sha, len(g), *g, *args), PURGE) for g in groups]
+    ended = skipped = 0
+    listed: list[bytes] = []
     gone: list[tuple[str | None, str]] = []
-    for name, blob in zip(names, blobs, strict=True):
-        if blob is None:
-            continue
-        text = name.decode() if isinstance(name, bytes) else name
-        gone.append((_owner(text, blob), text[prefix:]))
+    prefix = len(keys.session_name(""))
+    for count, left, ids, records in execute(node, calls):
+        ended, skipped = ended + count, skipped + left
+        listed += ids
+        for name, blob in zip(records[::2], records[1::2], strict=True):
+            gone.append((_owner(name.decode(), blob), name.decode()[prefix:]))
     signals.ended(gone, signals.PURGE)
-    return len(gone)
+    return ended, skipped, listed
 
 
 def _owner(name: str, blob: bytes) -> str | None:
@@ -313,15 +370,6 @@ def _owner(name: str, blob: bytes) -> str | None:
 _POP_ALL = str(2**31 - 1)
 
 
-def _members(popped: list[Any]) -> Iterator[bytes]:
-    """Members of ``ZPOPMIN`` replies: flat [member, score, ...] (RESP2) or pairs (RESP3)."""
-    for reply in popped:
-        if reply and isinstance(reply[0], list):
-            yield from (pair[0] for pair in reply)
-        else:
-            yield from reply[0::2]
-
-
 def _with_progress(pattern: str, progress: Progress | None) -> Iterator[Scanned]:
     seen = 0
     for step in scan_batches(get_client(), pattern, SCAN_COUNT):
@@ -333,13 +381,13 @@ def _with_progress(pattern: str, progress: Progress | None) -> Iterator[Scanned]
 
 def purge_matching(
     select: Callable[[Seen, float], bool], *, dry_run: bool, progress: Progress | None = None
-) -> int:
-    """End the sessions that ``select(seen, now)`` picks; return how many were (or would be)
-    ended. Each is deleted only if unchanged since it was read; a signed-in one also leaves
-    its user's index."""
+) -> Purged:
+    """End the sessions that ``select(seen, now)`` picks. Each is deleted only if unchanged
+    since it was read; a signed-in one also leaves its user's index."""
     prefix = len(keys.session_name(""))
-    ended = 0
-    for node, batch in _walk(progress):
+    ended = skipped = 0
+    for node, batch, left in _walk(progress):
+        skipped += left
         now = time.time()
         chosen = [seen for seen in batch if select(seen, now)]
         if not chosen:
@@ -349,17 +397,16 @@ def purge_matching(
             continue
         calls = [DELETE_IF_UNCHANGED.call(seen.name.decode(), seen.header.mac) for seen in chosen]
         replies = execute(node, calls)
-        ended += sum(1 for reply in replies if reply != 0)
+        ended += sum(replies)
         unindex: dict[str, list[str]] = {}
         gone: list[tuple[str | None, str]] = []
-        for seen, reply in zip(chosen, replies, strict=True):
-            if reply == 0:
+        for seen, deleted in zip(chosen, replies, strict=True):
+            if not deleted:
                 continue  # changed or gone since the scan: not ended here
-            name = seen.name.decode()
-            user = _owner(name, reply) if isinstance(reply, bytes) else None
-            if user is not None:
-                unindex.setdefault(user, []).append(name[prefix:])
-            gone.append((user, name[prefix:]))
+            sid = seen.name.decode()[prefix:]
+            if seen.user is not None:
+                unindex.setdefault(seen.user, []).append(sid)
+            gone.append((seen.user, sid))
         if unindex:
             execute(
                 get_client(),
@@ -369,12 +416,12 @@ def purge_matching(
                 ],
             )
         signals.ended(gone, signals.PURGE)
-    return ended
+    return Purged(ended, skipped)
 
 
 def anonymous(seen: Seen, now: float) -> bool:
-    """Selects sessions without a signed-in user."""
-    return not seen.header.until
+    """Selects sessions without a signed-in user (whose data names no user)."""
+    return seen.user is None
 
 
 def idle_over(seconds: int) -> Callable[[Seen, float], bool]:
@@ -387,24 +434,24 @@ def older_than(seconds: int) -> Callable[[Seen, float], bool]:
     return lambda seen, now: now - seen.header.created > seconds
 
 
-def purge_user(user: Any, *, dry_run: bool) -> int:
-    """End every session of ``user``; return how many (time proportional to their number)."""
+def purge_user(user: Any, *, dry_run: bool) -> Purged:
+    """End every session of ``user`` (time proportional to their number)."""
     if dry_run:
-        return len(user_sessions(user))
-    return end_user_sessions(user, reason=signals.PURGE)
+        return Purged(len(user_sessions(user)))
+    return Purged(end_user_sessions(user, reason=signals.PURGE))
 
 
-def purge_key(session_key: str, *, dry_run: bool) -> int:
+def purge_key(session_key: str, *, dry_run: bool) -> Purged:
     """End the session whose cookie value is ``session_key``: 1, or 0 if there is none."""
     found = find_session(session_key)
     if found is None:
-        return 0
+        return Purged(0)
     info, _ = found
     if dry_run:
-        return 1
+        return Purged(1)
     calls = [Call.command("UNLINK", keys.session_name(info.id))]
     if info.user_id is not None:
         calls.append(Call.command("ZREM", keys.user_index_name(info.user_id), info.id))
     ended = int(execute(get_client(), calls)[0])
     signals.ended([(info.user_id, info.id)] * ended, signals.PURGE)
-    return ended
+    return Purged(ended)

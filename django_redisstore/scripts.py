@@ -73,20 +73,80 @@ return 1
 """,
 )
 
+#: Read a per-user index: drop the entries whose score has passed, return the others. A key of
+#: another type (not the engine's: something else wrote under ``<prefix>:u:``) reads as an empty
+#: index and is left as it is. ARGV: now (unix seconds). Returns {entries dropped, {members}}.
+INDEX_READ = Script(
+    "index_read",
+    """
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'zset' then return {0, {}} end
+local dropped = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+return {dropped, redis.call('ZRANGE', KEYS[1], 0, -1)}
+""",
+)
+
 #: Delete a session if it is still the version the caller read (compared by MAC): bulk purges
 #: select sessions by what they read, and leave alone one that a request wrote meanwhile.
-#: ARGV: expected MAC. Returns 0 when nothing was deleted, the deleted record when it belonged to
-#: a signed-in user (its ``until`` is set: the caller decodes it to update that user's index),
-#: 1 otherwise.
+#: ARGV: expected MAC. Returns 1 when it deleted the session, 0 when not.
 DELETE_IF_UNCHANGED = Script(
     "delete_if_unchanged",
     """
-local blob = redis.call('GET', KEYS[1])
-if not blob or string.sub(blob, 19, 34) ~= ARGV[1] then return 0 end
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'string' then return 0 end
+if redis.call('GETRANGE', KEYS[1], 18, 33) ~= ARGV[1] then return 0 end
 redis.call('UNLINK', KEYS[1])
-if string.sub(blob, 15, 18) ~= string.rep(string.char(0), 4) then return blob end
 return 1
 """,
 )
 
-ALL = (LOAD_SLIDING, SAVE, TOUCH, INDEX_ADD, DELETE_IF_UNCHANGED)
+#: ``sessions purge --all``: delete the keys that are the engine's own, and nothing else. KEYS:
+#: keys of the prefix (any number on one server, one per call on Cluster). ARGV: the session
+#: key prefix (``<prefix>:s:``), the record format version (one byte), the header size, the
+#: ``ZPOPMIN`` count that empties an index, "1" for a dry run (nothing deleted), and "1" to
+#: have each deleted record returned (for ``session_ended`` receivers: whose session it was).
+#: A session key goes only when it holds a string that starts as a record does (its format
+#: version, at least a header long); any other key of the prefix is an index, emptied with
+#: ``ZPOPMIN`` when it is a sorted set (Redis then drops it). Anything else is left as it is:
+#: ``pcall`` turns a WRONGTYPE into a skip. One read per key and one ``UNLINK`` per 500 keys keep
+#: it close to a bare ``UNLINK`` loop.
+#: Returns {sessions deleted, keys skipped, {ids the emptied indexes listed}, {key, record, ...}
+#: of the deleted sessions when asked, else {}}.
+PURGE = Script(
+    "purge",
+    """
+local skipped, listed, doomed = 0, {}, {}
+local prefix, version, header = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local dry = ARGV[5] == '1'
+for _, key in ipairs(KEYS) do
+  if string.sub(key, 1, #prefix) == prefix then
+    local head = redis.pcall('GETRANGE', key, 0, header - 1)
+    if type(head) == 'string' and #head == header and string.sub(head, 1, 1) == version then
+      doomed[#doomed + 1] = key
+    elseif type(head) ~= 'string' or redis.call('EXISTS', key) == 1 then
+      skipped = skipped + 1
+    end
+  elseif not dry then
+    local popped = redis.pcall('ZPOPMIN', key, ARGV[4])
+    if popped.err then
+      skipped = skipped + 1
+    else
+      for i = 1, #popped, 2 do listed[#listed + 1] = popped[i] end
+    end
+  end
+end
+local records = {}
+if dry then
+elseif ARGV[6] == '1' then
+  for _, key in ipairs(doomed) do
+    records[#records + 1] = key
+    records[#records + 1] = redis.call('GETDEL', key)
+  end
+else
+  for i = 1, #doomed, 500 do
+    redis.call('UNLINK', unpack(doomed, i, math.min(i + 499, #doomed)))
+  end
+end
+return {#doomed, skipped, listed, records}
+""",
+)
+
+ALL = (LOAD_SLIDING, SAVE, TOUCH, INDEX_ADD, INDEX_READ, DELETE_IF_UNCHANGED, PURGE)

@@ -7,10 +7,31 @@ import io
 import json
 from typing import Any
 
+import pytest
 from django.core.management import call_command
 
 from django_redisstore import keys
 from django_redisstore.session import SessionStore
+
+#: The command's tests run twice: without timeouts, and with both (the absolute timeout puts a
+#: TTL cap in the header of every session, signed in or not; the idle one makes expiry slide).
+#: Both are at least SESSION_COOKIE_AGE, so that TTLs and ages read the same in either run.
+TIMEOUTS = {
+    "none": {},
+    "idle and absolute": {
+        "REDISSTORE_IDLE_TIMEOUT": 14 * 86400,
+        "REDISSTORE_ABSOLUTE_TIMEOUT": 30 * 86400,
+    },
+}
+
+
+@pytest.fixture(autouse=True, params=list(TIMEOUTS), ids=list(TIMEOUTS))
+def timeouts(request: pytest.FixtureRequest, settings: Any) -> dict[str, int]:
+    """Import into a test module to run each of its tests with and without the timeouts."""
+    chosen: dict[str, int] = TIMEOUTS[request.param]
+    for name, value in chosen.items():
+        setattr(settings, name, value)
+    return chosen
 
 
 class Terminal(io.StringIO):

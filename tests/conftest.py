@@ -18,7 +18,7 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from django_redisstore import clients, keyspace
 
-from .redis_servers import Cluster, RedisServer, RoundTrips, delete_keys
+from .redis_servers import Cluster, RedisServer, RoundTrips, SentinelGroup, delete_keys
 
 _prefixes = itertools.count()
 CLUSTER_PASSWORD = "cluster-secret"
@@ -110,6 +110,15 @@ def round_trips() -> Iterator[RoundTrips]:
 def cluster() -> Iterator[Cluster]:
     with Cluster(password=CLUSTER_PASSWORD) as topology:
         yield topology
+
+
+# Redis Sentinel (a primary, a replica, 3 Sentinels), started once for the modules that use it --
+
+
+@pytest.fixture(scope="session")
+def sentinel_group() -> Iterator[SentinelGroup]:
+    with SentinelGroup() as group:
+        yield group
 
 
 @pytest.fixture

@@ -129,10 +129,27 @@ class Contract:
             SessionStore().create()
         summary = operations.summarize()
         assert (summary.total, summary.authenticated, summary.users) == (18, 12, 4)
-        assert operations.purge_matching(operations.anonymous, dry_run=False) == 6
-        assert operations.purge_user("2", dry_run=False) == 3
-        assert operations.purge_all(dry_run=False) == 9
+        # (sessions ended, keys skipped as not sessions)
+        assert operations.purge_matching(operations.anonymous, dry_run=False) == (6, 0)
+        assert operations.purge_user("2", dry_run=False) == (3, 0)
+        assert operations.purge_all(dry_run=False) == (9, 0)
         assert operations.summarize().total == 0
+
+    def test_bulk_tools_skip_keys_that_are_not_sessions_on_every_primary(self) -> None:
+        foreign = [keys.session_name(f"foreign{i}") for i in range(8)]
+        for name in foreign:  # names of many slots: on a cluster, on every primary
+            self.redis.rpush(name, b"x")
+        self.redis.set(keys.user_index_name("13"), b"not an index")
+        session = SessionStore()
+        session[SESSION_KEY] = "12"
+        session.save()
+        assert operations.summarize().skipped == 9
+        assert operations.purge_matching(operations.anonymous, dry_run=False) == (0, 8)
+        assert operations.purge_all(dry_run=False) == (1, 9)
+        assert all(self.redis.lrange(name, 0, -1) == [b"x"] for name in foreign)
+        assert self.redis.get(keys.user_index_name("13")) == b"not an index"
+        for name in [*foreign, keys.user_index_name("13")]:
+            self.redis.delete(name)
 
     def test_threads_changing_different_keys_lose_no_update(self) -> None:
         session = SessionStore()

@@ -82,14 +82,14 @@ def test_a_django_redis_alias_is_no_error_but_shares_that_caches_database(
     no_connection: Any,
 ) -> None:
     # Sessions on a cache's pool live in that cache's database: its clear() would sign everyone
-    # out, so W001 names it (and only it: the default cache is in another database).
+    # out, so W003 names it (and W001 nothing: the default cache is in another database).
     no_connection.REDISSTORE_CACHE_ALIAS = "sessions"
     no_connection.CACHES = {
         "default": {"BACKEND": DJANGO_REDIS, "LOCATION": "redis://127.0.0.1:6379/0"},
         "sessions": {"BACKEND": DJANGO_REDIS, "LOCATION": "redis://127.0.0.1:6379/2"},
     }
     messages = _ours()
-    assert [m.id for m in messages] == ["django_redisstore.W001"]
+    assert [m.id for m in messages] == ["django_redisstore.W003"]
     assert "'sessions'" in messages[0].msg
 
 
@@ -176,13 +176,26 @@ def test_no_w001_for_another_database(
     assert _ours() == []
 
 
-def test_w001_when_sessions_reuse_a_caches_connection(no_connection: Any) -> None:
+def test_w003_not_w001_when_sessions_reuse_a_caches_connection(no_connection: Any) -> None:
     # Sharing the pool of a cache means sharing its database: its clear() is everyone's logout.
+    # That is the setting's point, so it has an id of its own (W003): silencing it once the
+    # operator made sure nothing clears that cache keeps W001 for accidental shares.
     no_connection.REDISSTORE_CACHE_ALIAS = "default"
     no_connection.CACHES = {
         "default": {"BACKEND": DJANGO_REDIS, "LOCATION": "redis://127.0.0.1:6379/0"}
     }
-    assert _ids() == ["django_redisstore.W001"]
+    assert _ids() == ["django_redisstore.W003"]
+
+
+def test_w001_still_names_another_cache_in_the_alias_database(no_connection: Any) -> None:
+    no_connection.REDISSTORE_CACHE_ALIAS = "sessions"
+    no_connection.CACHES = {
+        "sessions": {"BACKEND": DJANGO_REDIS, "LOCATION": "redis://127.0.0.1:6379/2"},
+        "pages": {"BACKEND": DJANGO_REDIS_CACHE, "LOCATION": "redis://127.0.0.1:6379/2"},
+    }
+    messages = _ours()
+    assert [m.id for m in messages] == ["django_redisstore.W003", "django_redisstore.W001"]
+    assert "'pages'" in messages[1].msg and "'sessions'" not in messages[1].msg
 
 
 def test_w001_only_names_caches_that_clash(settings: Any) -> None:
@@ -243,3 +256,61 @@ def test_a_cache_location_the_check_cannot_read_is_skipped(
     caches = {"default": {"BACKEND": DJANGO_REDIS, "LOCATION": location}}
     monkeypatch.setattr(django_settings._wrapped, "CACHES", caches)
     assert _ours() == []
+
+
+# W002: a password in REDISSTORE_URL (check --deploy) ------------------------------------------
+
+
+def _w002() -> list[CheckMessage]:
+    checked = run_checks(include_deployment_checks=True)
+    return [m for m in checked if m.id == "django_redisstore.W002"]
+
+
+def _deploy_ids() -> list[str]:
+    return [
+        str(m.id)
+        for m in run_checks(include_deployment_checks=True)
+        if m.id == "django_redisstore.W002"
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2-secret@127.0.0.1:6379/1",
+        "redis://sessions:hunter2-secret@127.0.0.1:6379/1",
+        "rediss://sessions:hunter2-secret@redis.example.com:6380/1",
+        "redis://127.0.0.1:6379/1?password=hunter2-secret",
+    ],
+)
+def test_w002_a_password_in_the_url_warns_at_deploy_without_showing_it(
+    settings: Any, url: str
+) -> None:
+    settings.REDISSTORE_URL = url
+    settings.REDISSTORE_TLS = {} if url.startswith("rediss") else None
+    (message,) = _w002()
+    assert "REDISSTORE_URL" in message.msg
+    assert "REDISSTORE_CONNECTION_OPTIONS" in (message.hint or "")
+    assert "hunter2" not in message.msg + (message.hint or "")
+    assert "django_redisstore.W002" not in _ids()  # deploy only
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/1", "redis://sessions@127.0.0.1:6379/1", "unix:///tmp/r.sock"]
+)
+def test_w002_not_without_a_password(settings: Any, url: str) -> None:
+    settings.REDISSTORE_URL = url
+    settings.REDISSTORE_CONNECTION_OPTIONS = {"password": "hunter2-secret"}
+    assert _w002() == []
+
+
+def test_error_reports_show_the_url_password_and_mask_the_options_one(settings: Any) -> None:
+    # Why W002 exists, and why its hint is the fix: Django's own filter of error reports.
+    from django.views.debug import SafeExceptionReporterFilter
+
+    settings.REDISSTORE_URL = "redis://:hunter2-url@127.0.0.1:6379/1"
+    settings.REDISSTORE_CONNECTION_OPTIONS = {"password": "hunter2-options"}
+    shown = SafeExceptionReporterFilter().get_safe_settings()
+
+    assert "hunter2-url" in shown["REDISSTORE_URL"]
+    assert shown["REDISSTORE_CONNECTION_OPTIONS"]["password"] != "hunter2-options"

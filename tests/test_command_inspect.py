@@ -13,7 +13,14 @@ from django.test import override_settings
 
 from django_redisstore import codec, keys
 
-from .command_helpers import Terminal, make_session, name_of, sessions, sessions_json
+from .command_helpers import (
+    Terminal,
+    make_session,
+    name_of,
+    sessions,
+    sessions_json,
+    timeouts,  # noqa: F401 (an autouse fixture: both timeouts)
+)
 
 
 def test_summary_counts_signed_in_and_anonymous_sessions_and_users() -> None:
@@ -169,3 +176,98 @@ def test_summary_names_top_users_from_the_database() -> None:
 def test_inspect_unknown_user_is_a_command_error() -> None:
     with pytest.raises(CommandError, match="No user has the username or primary key 'nobody'"):
         sessions("inspect", "--user", "nobody")
+
+
+def test_summary_skips_and_counts_keys_that_are_not_sessions(
+    redis_client: redis.Redis, redisstore: str
+) -> None:
+    make_session(1)
+    make_session()
+    redis_client.rpush(f"{redisstore}:s:alist", b"a")
+    redis_client.set(f"{redisstore}:s:short", b"not a record")
+    redis_client.set(f"{redisstore}:u:9", b"a string where an index goes")
+
+    summary = sessions_json("inspect")
+    text = sessions("inspect")
+
+    assert (summary["total"], summary["users"], summary["skipped"]) == (2, 1, 3)
+    assert "Skipped 3 keys that are not sessions (left as they are)." in text
+    assert redis_client.type(f"{redisstore}:s:alist") == b"list"
+
+
+SECRETS = {
+    "_csrftoken": "csrf-value",
+    "api_token": "api-value",
+    "oauth_refresh_token": "refresh-value",
+    "password_reset_key": "reset-value",
+    "apiKey": "camel-value",
+    "sessionId": "other-site-session",
+    "login_otp": "123456",
+    "oauth": {"access_token": "nested-value", "provider": "github"},
+}
+VISIBLE = {"theme": "dark", "monkey": "business", "keyboard_layout": "dvorak", "cart": [1, 2]}
+
+
+def test_inspect_key_redacts_every_key_that_looks_secret_in_text_and_json() -> None:
+    key = make_session(5, **SECRETS, **VISIBLE).session_key
+    assert key is not None
+
+    shown = sessions_json("inspect", key)["data"]
+    text = sessions("inspect", key)
+
+    for name in SECRETS.keys() - {"oauth"}:
+        assert shown[name] == "<redacted>", name
+    assert shown["oauth"] == {"access_token": "<redacted>", "provider": "github"}
+    assert shown["_auth_user_hash"] == "<redacted>"
+    assert {name: shown[name] for name in VISIBLE} == VISIBLE
+    assert shown["_auth_user_id"] == "5"  # Django's user id and backend are not secrets
+    for value in (
+        "csrf-value",
+        "api-value",
+        "refresh-value",
+        "reset-value",
+        "camel-value",
+        "other-site-session",
+        "123456",
+        "nested-value",
+        "secret-hash-of-the-password",
+    ):
+        assert value not in text  # fmt: skip
+    assert "dvorak" in text and "business" in text
+
+
+def test_redact_keys_adds_names_and_patterns_and_show_secrets_shows_all() -> None:
+    key = make_session(5, acme_internal="a", ACME_PLAN="b", badge="c", **SECRETS).session_key
+    assert key is not None
+
+    with override_settings(REDISSTORE_REDACT_KEYS=["acme_*", "badge"]):
+        shown = sessions_json("inspect", key)["data"]
+        revealed = sessions_json("inspect", key, "--show-secrets")["data"]
+
+    assert shown["acme_internal"] == shown["ACME_PLAN"] == shown["badge"] == "<redacted>"
+    assert revealed["acme_internal"] == "a" and revealed["badge"] == "c"
+    assert {name: revealed[name] for name in SECRETS} == SECRETS
+    assert revealed["_auth_user_hash"] == "secret-hash-of-the-password"
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("_auth_user_hash", True),
+        ("client_secret", True),
+        ("MFA_SEED", True),
+        ("user_pwd", True),
+        ("signing_keys", True),
+        ("privateNote", True),
+        ("_auth_user_id", False),
+        ("_auth_user_backend", False),
+        ("_session_expiry", False),
+        ("turkey", False),
+        ("hashtag", False),
+        ("pinned", False),
+    ],
+)
+def test_which_names_look_secret(name: str, secret: bool) -> None:
+    from django_redisstore.redact import is_secret
+
+    assert is_secret(name) is secret

@@ -29,12 +29,6 @@ from .redis_servers import RoundTrips, SentinelGroup, delete_keys, wait_until
 RESUME_WITHIN = 1 + 3 + 5
 
 
-@pytest.fixture(scope="session")
-def sentinel_group() -> Iterator[SentinelGroup]:
-    with SentinelGroup() as group:
-        yield group
-
-
 def use_sentinels(settings: Any, group: SentinelGroup) -> None:
     settings.REDISSTORE_URL = None
     settings.REDISSTORE_SENTINELS = group.addresses

@@ -12,21 +12,20 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import DatabaseError
 
-from django_redisstore import importers, index, keys, operations
+from django_redisstore import importers, index, keys, operations, redact
 from django_redisstore.conf import conf
 from django_redisstore.exceptions import RedisStoreError
 
-SELECTORS = ("all", "user", "key", "anonymous", "idle_over", "older_than")
-#: Session keys that are always redacted: the hash that ties a session to a password.
-SECRET_KEYS = ("_auth_user_hash",)
-REDACTED = "<redacted>"
+SELECTORS = ("all", "user", "user_id", "username", "key", "anonymous", "idle_over", "older_than")
+#: The options that name a user, and what they match: a username, a primary key, or either.
+USER_OPTIONS = {"user": "either", "user_id": "pk", "username": "username"}
 
 
 def plural(count: int, word: str = "session") -> str:
@@ -83,16 +82,16 @@ class Command(BaseCommand):
             help="Summarise all sessions, or show one session (KEY) or one user's (--user).",
             description="Without arguments: totals, signed-in and anonymous sessions, distinct "
             "users, top users, TTL and age histograms, memory, oldest and newest. With KEY (a "
-            "session cookie's value): that session and its data, secrets redacted. With --user: "
-            "that user's sessions.",
+            "session cookie's value): that session and its data, the values of keys that look "
+            "secret redacted. With --user-id, --username or --user: that user's sessions.",
         )
         inspect.add_argument("key", nargs="?", metavar="KEY", help="a session key (cookie value)")
-        inspect.add_argument("--user", metavar="USER", help="a username or user primary key")
+        self._add_user_options(inspect, "that user's sessions")
         inspect.add_argument(
             "--show-secrets",
             action="store_true",
-            help="show _auth_user_hash and the keys of REDISSTORE_REDACT_KEYS instead of "
-            f"{REDACTED}",
+            help="show the values of the keys that look secret (hash, token, password, csrf, "
+            f"key...) and of REDISSTORE_REDACT_KEYS instead of {redact.REDACTED}",
         )
         self._add_format(inspect)
 
@@ -107,7 +106,7 @@ class Command(BaseCommand):
         )
         chosen = purge.add_argument_group("selectors (give exactly one)")
         chosen.add_argument("--all", action="store_true", help="every session")
-        chosen.add_argument("--user", metavar="USER", help="a user's sessions (username or pk)")
+        self._add_user_options(chosen, "every session of that user")
         chosen.add_argument("--key", metavar="KEY", help="the session with this key")
         chosen.add_argument("--anonymous", action="store_true", help="sessions nobody signed in")
         chosen.add_argument(
@@ -151,6 +150,17 @@ class Command(BaseCommand):
         self._add_format(imports)
 
     @staticmethod
+    def _add_user_options(parser: Any, what: str) -> None:
+        parser.add_argument(
+            "--user",
+            metavar="USER",
+            help=f"{what}: a username or a primary key (refused when it is one user's username "
+            "and another's primary key)",
+        )
+        parser.add_argument("--user-id", metavar="ID", help=f"{what}, by primary key")
+        parser.add_argument("--username", metavar="NAME", help=f"{what}, by username")
+
+    @staticmethod
     def _add_format(parser: CommandParser) -> None:
         parser.add_argument(
             "--format",
@@ -179,12 +189,13 @@ class Command(BaseCommand):
     # inspect -------------------------------------------------------------------------------
 
     def inspect(self, options: dict[str, Any]) -> None:
-        if options["key"] and options["user"]:
-            raise CommandError("Give a session KEY or --user, not both.")
+        given = [name for name in ("key", *USER_OPTIONS) if options[name]]
+        if len(given) > 1:
+            raise CommandError("Give a session KEY, --user, --user-id or --username: one of them.")
         if options["key"]:
             self.inspect_key(options["key"], options)
-        elif options["user"]:
-            self.inspect_user(resolve_user(options["user"]), options)
+        elif given:
+            self.inspect_user(resolve_user(options[given[0]], USER_OPTIONS[given[0]]), options)
         else:
             self.inspect_all(options)
 
@@ -222,6 +233,8 @@ class Command(BaseCommand):
             for user, count in summary.top_users:
                 label = f"{user} ({names[user]})" if user in names else user
                 write(f"  {label:<32} {count:>8,}")
+        if summary.skipped:
+            write(skipped_note(summary.skipped))
         for title, counts in (
             ("Time to live", summary.ttl_histogram),
             ("Age", summary.age_histogram),
@@ -236,9 +249,8 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError("No session has this key (it expired, was ended, or never was).")
         info, data = found
-        secrets = set(SECRET_KEYS) | set(conf.REDACT_KEYS)
         if not options["show_secrets"]:
-            data = {k: REDACTED if k in secrets else v for k, v in data.items()}
+            data = redact.redact(data, conf.REDACT_KEYS)
         record = describe(info) | {"data": data}
         if options["format"] == "json":
             return self.emit_json(record)
@@ -247,12 +259,13 @@ class Command(BaseCommand):
         self.stdout.write("data")
         self.stdout.write(json.dumps(data, indent=2, default=str, sort_keys=True))
 
-    def inspect_user(self, user_id: str, options: dict[str, Any]) -> None:
-        sessions = [describe(info) for info in index.user_sessions(user_id)]
+    def inspect_user(self, user: ChosenUser, options: dict[str, Any]) -> None:
+        sessions = [describe(info) for info in index.user_sessions(user.id)]
         if options["format"] == "json":
-            return self.emit_json({"user": user_id, "sessions": sessions})
-        name = usernames([user_id]).get(user_id)
-        shown = f"{user_id} ({name})" if name else user_id
+            return self.emit_json(
+                {"user": user.id, "username": user.username, "sessions": sessions}
+            )
+        shown = f"{user.id} ({user.username})" if user.username is not None else user.id
         self.stdout.write(f"User {shown}: {plural(len(sessions))}")
         if sessions:
             self.stdout.write(
@@ -278,9 +291,13 @@ class Command(BaseCommand):
         # Parse everything before anything is deleted.
         if selector == "all":
             what = "EVERY session"
-        elif selector == "user":
-            value = resolve_user(value)
+        elif selector in USER_OPTIONS:
+            value = resolve_user(value, USER_OPTIONS[selector])
             what = f"every session of the user {value}"
+            # Whose sessions these are, before anything ends (with --yes too): on stderr when
+            # stdout carries JSON.
+            out = self.stderr if options["format"] == "json" else self.stdout
+            out.write(f"Sessions of the user {value}.")
         elif selector == "key":
             value = check_key(value)
             what = "the session with this key"
@@ -297,23 +314,33 @@ class Command(BaseCommand):
             self.confirm(what)
         bar = self.progress(options, "Purging" if not dry_run else "Counting")
         try:
-            count = self.run_purge(selector, value, dry_run, bar)
+            purged = self.run_purge(selector, value, dry_run, bar)
         finally:
             if bar:
                 bar.close()
         if options["format"] == "json":
-            return self.emit_json(
-                {"selector": selector.replace("_", "-"), "dry_run": dry_run, "sessions": count}
-            )
+            result = {
+                "selector": selector.replace("_", "-"),
+                "dry_run": dry_run,
+                "sessions": purged.sessions,
+                "skipped": purged.skipped,
+            }
+            if isinstance(value, ChosenUser):
+                result |= {"user": value.id, "username": value.username}
+            return self.emit_json(result)
         verb = "Would end" if dry_run else "Ended"
-        self.stdout.write(f"{verb} {plural(count)}.")
+        self.stdout.write(f"{verb} {plural(purged.sessions)}.")
+        if purged.skipped:
+            self.stdout.write(skipped_note(purged.skipped))
 
     @staticmethod
-    def run_purge(selector: str, value: Any, dry_run: bool, bar: ProgressBar | None) -> int:
+    def run_purge(
+        selector: str, value: Any, dry_run: bool, bar: ProgressBar | None
+    ) -> operations.Purged:
         if selector == "all":
             return operations.purge_all(dry_run=dry_run, progress=bar)
-        if selector == "user":
-            return operations.purge_user(value, dry_run=dry_run)
+        if isinstance(value, ChosenUser):
+            return operations.purge_user(value.id, dry_run=dry_run)
         if selector == "key":
             return operations.purge_key(value, dry_run=dry_run)
         select: Callable[[operations.Seen, float], bool]
@@ -394,7 +421,13 @@ def summary_json(summary: operations.Summary, names: dict[str, str]) -> dict[str
         "memory_samples": summary.memory_samples,
         "oldest": iso(summary.oldest),
         "newest": iso(summary.newest),
+        "skipped": summary.skipped,
     }
+
+
+def skipped_note(count: int) -> str:
+    keys_ = "key that is" if count == 1 else "keys that are"
+    return f"Skipped {count:,} {keys_} not sessions (left as they are)."
 
 
 def describe(info: index.SessionInfo) -> dict[str, Any]:
@@ -443,22 +476,51 @@ def check_key(session_key: str) -> str:
     return session_key
 
 
-def resolve_user(value: str) -> str:
-    """The index id of the user named by ``value`` (username, then primary key).
+class ChosenUser(NamedTuple):
+    """The user whose sessions a command acts on: the id the index files them under, and the
+    username when the database has the user."""
 
-    A user deleted from the database but with sessions still indexed is accepted by primary
-    key, so that their sessions can be ended too.
+    id: str
+    username: str | None
+
+    def __str__(self) -> str:
+        name = repr(self.username) if self.username is not None else "not in the database"
+        return f"pk {self.id} ({name})"
+
+
+def resolve_user(value: str, match: str = "either") -> ChosenUser:
+    """The user that ``value`` names: by username, by primary key (``match`` "username" or
+    "pk"), or by either ("either", ``--user``).
+
+    ``--user`` is refused when ``value`` is one user's username and another user's primary key:
+    guessing would let anyone who registers a victim's pk as a username steer an operator's
+    purge away from the victim. A user deleted from the database but with sessions still
+    indexed is accepted by primary key, so that their sessions can be ended too.
     """
     model = get_user_model()
     manager = model._default_manager
+    by_name = by_pk = None
     try:
-        user = manager.filter(**{model.USERNAME_FIELD: value}).first()
-        if user is None:
-            user = manager.filter(pk=value).first()
+        if match != "pk":
+            by_name = manager.filter(**{model.USERNAME_FIELD: value}).first()
+        if match != "username":
+            by_pk = manager.filter(pk=value).first()
     except (ValueError, TypeError, ValidationError, DatabaseError):
-        user = None
+        pass  # a value that cannot be a pk (or no database): no such user
+    if by_name is not None and by_pk is not None and by_name.pk != by_pk.pk:
+        first, second = _chosen(by_name), _chosen(by_pk)
+        raise CommandError(
+            f"--user {value!r} is ambiguous: it is the username of the user {first} and the "
+            f"primary key of the user {second}. Use --username {value} or --user-id {value}."
+        )
+    user = by_name or by_pk
     if user is not None:
-        return index.user_key(user)
-    if operations.user_is_indexed(value):
-        return value
-    raise CommandError(f"No user has the username or primary key {value!r}.")
+        return _chosen(user)
+    if match != "username" and operations.user_is_indexed(value):
+        return ChosenUser(value, None)
+    what = {"either": "username or primary key", "pk": "primary key", "username": "username"}
+    raise CommandError(f"No user has the {what[match]} {value!r}.")
+
+
+def _chosen(user: Any) -> ChosenUser:
+    return ChosenUser(index.user_key(user), str(user.get_username()))
