@@ -187,7 +187,7 @@ def test_purge_by_selector_sends_purge_events_with_the_user_when_signed_in(
         lambda seen, now: seen.name.decode().rsplit(":", 1)[1] in chosen, dry_run=False
     )
 
-    assert ended == 2
+    assert ended.sessions == 2
     assert sorted(receiver.events, key=str) == sorted(
         [(None, sid_of(anonymous), "purge"), ("4", sid_of(signed_in), "purge")], key=str
     )
