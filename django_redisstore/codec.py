@@ -5,7 +5,8 @@ large)::
 
     offset size field
     0      1    format version (1)
-    1      1    flags: bit 0 set when the payload is zlib-compressed
+    1      1    flags: bit 0 set when the payload is zlib-compressed (written before zstd; still
+                read), bit 1 when it is a zstd frame (``compression``)
     2      4    created: unix time, seconds, big-endian unsigned
     6      4    saved: unix time of the last write
     10     4    idle: seconds a read may extend the TTL to when expiry slides (0: it does not)
@@ -30,7 +31,7 @@ import struct
 import zlib
 from typing import NamedTuple
 
-from . import keys
+from . import compression, keys
 
 VERSION = 1
 HEADER = struct.Struct(">BBIIII16s")
@@ -102,6 +103,13 @@ def decompress(data: bytes) -> bytes:
     return payload
 
 
+def _unzstd(data: bytes) -> bytes:
+    try:
+        return compression.decompress(data)
+    except compression.CorruptPayload as e:
+        raise InvalidRecord(str(e)) from e
+
+
 def pack(
     name: str,
     payload: bytes,
@@ -116,9 +124,9 @@ def pack(
     """The bytes to store under ``name``, and their MAC (the record's version)."""
     flags = 0
     if compress_min_size is not None and len(payload) >= compress_min_size:
-        packed = compress(payload)
+        packed = compression.compress(payload)
         if len(packed) < len(payload):
-            payload, flags = packed, FLAG_ZLIB
+            payload, flags = packed, compression.FLAG_ZSTD
     mac = _sign(secret, name, bytes((VERSION, flags)), payload)
     header = HEADER.pack(
         VERSION, flags, _clamp(created), _clamp(saved), _clamp(idle), _clamp(until), mac
@@ -136,7 +144,9 @@ def unpack(name: str, blob: bytes, secret: str) -> Record:
     payload = blob[HEADER_SIZE:]
     if not hmac.compare_digest(mac, _sign(secret, name, blob[:2], payload)):
         raise InvalidRecord("the record's signature does not match")
-    if flags & FLAG_ZLIB:
+    if flags & compression.FLAG_ZSTD:
+        payload = _unzstd(payload)
+    elif flags & FLAG_ZLIB:
         payload = decompress(payload)
     return Record(created, saved, idle, until, mac, payload, len(blob))
 

@@ -12,7 +12,6 @@ change is one (a conditional write, plus index upkeep in the same pipeline), cre
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -35,7 +34,7 @@ from django.utils import timezone as django_timezone
 from django.utils.module_loading import import_string
 from redis.exceptions import ResponseError
 
-from . import codec, keys, merge
+from . import codec, keys, merge, serializers
 from .conf import conf
 from .connection import Flow, arun, run
 from .exceptions import ConnectionInterrupted, RedisStoreError, SessionTooLarge
@@ -53,10 +52,6 @@ _CREATE_ATTEMPTS = 3
 _SAVE_ATTEMPTS = 64
 _BACKOFF_BASE = 0.0005
 _BACKOFF_CAP = 0.05
-
-#: What ``JSONSerializer.dumps`` builds on every call (``json.dumps`` with non-default
-#: separators makes a new encoder each time), made once: its ``encode`` gives the same bytes.
-_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 class SessionStore(SessionBase):
@@ -223,7 +218,7 @@ class SessionStore(SessionBase):
 
     def _decode_payload(self, payload: bytes) -> dict[str, Any]:
         if self.serializer is JSONSerializer:  # Django's default, exactly (not a subclass)
-            data = json.loads(payload.decode("latin-1"))  # what JSONSerializer.loads does
+            data = serializers.loads(payload)
         else:
             data = self.serializer().loads(payload)
         if not isinstance(data, dict):
@@ -231,10 +226,8 @@ class SessionStore(SessionBase):
         return data
 
     def _encode_payload(self, data: dict[str, Any]) -> bytes:
-        if self.serializer is JSONSerializer:
-            # Byte for byte JSONSerializer().dumps(data) (tests/test_fast_paths.py proves it
-            # on generated sessions), without an encoder built per call.
-            return _JSON_ENCODER.encode(data).encode("latin-1")
+        if self.serializer is JSONSerializer:  # orjson where it reads back the same
+            return serializers.dumps(data)
         payload = self.serializer().dumps(data)
         return payload.encode() if isinstance(payload, str) else payload
 
