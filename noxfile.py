@@ -93,7 +93,7 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmark against the peers (bench/peers.py; arguments pass through, e.g. --quick).
 
-    Exit status 1 means a target of issue 6 was missed: the table says which; the run itself
+    Exit status 1 means a target of issue 12 was missed: the table says which; the run itself
     went through.
     """
     session.install("-r", "bench/requirements.txt")

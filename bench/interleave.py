@@ -1,7 +1,7 @@
 """Where a read-modify-write's time goes beyond the raw floor: ``python bench/interleave.py``.
 
 Starts its own Redis (like ``peers.py``) and times, in turns (``--rounds`` rounds of 0.2 s
-slices, medians), for the small session:
+slices, medians), for the small session (``--size large`` for the large one):
 
 ``floor``
     the floor of ``peers.py``: a ``GET`` and a ``SET ... EX`` of the stored bytes.
@@ -49,30 +49,58 @@ def drive(flow: Generator[Any, Any, Any], reply: Any) -> Any:
         return done.value
 
 
+def engine_work(bench: peers.Bench, size: str) -> tuple[Callable[[], None], str, bytes]:
+    """This engine's own work for one read-modify-write of a session of ``size``, without I/O
+    (run it inside ``bench.engine_settings("redisstore")``); also the session's key and the
+    bytes stored for it."""
+    from django_redisstore import keys
+    from django_redisstore.session import SessionStore
+
+    key = bench.seed("redisstore", size)
+    blob = bench.floor.get(keys.session_name(keys.session_id(key)))
+    assert isinstance(blob, bytes)
+
+    def work() -> None:
+        store = SessionStore(key)
+        store._session_cache = drive(store._load_flow(), blob)
+        store["visits"] = store.get("visits", 0) + 1
+        drive(store._save_flow(store._session_cache, False), 1)
+
+    return work, key, blob
+
+
+def engine_cpu_us(bench: peers.Bench, size: str, rounds: int, seconds: float) -> float:
+    """The median over ``rounds`` slices of the CPU time per ``engine_work`` call, in us."""
+    work, _, _ = engine_work(bench, size)
+    samples = []
+    with bench.engine_settings("redisstore"):
+        for _ in range(rounds + 1):  # the first slice warms up
+            n, started, cpu_started = 0, time.perf_counter(), time.process_time()
+            while time.perf_counter() - started < seconds:
+                for _ in range(10):
+                    work()
+                n += 10
+            samples.append((time.process_time() - cpu_started) / n * 1e6)
+    return statistics.median(samples[1:])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--size", choices=("small", "large"), default="small")
     args = parser.parse_args()
-    data = peers.small_session(random.Random(6))
+    rng = random.Random(6)
+    sizes = {"small": peers.small_session(rng), "large": peers.large_session(rng)}
     server = RedisServer().start()
     try:
         with tempfile.TemporaryDirectory(prefix="redisstore-interleave-") as tmp:
             peers.configure_django(server.url, Path(tmp))
-            bench = peers.Bench(server.url, {"small": data})
-            key = bench.seed("redisstore", "small")
-            from django_redisstore import keys
+            bench = peers.Bench(server.url, {args.size: sizes[args.size]})
+            work, key, blob = engine_work(bench, args.size)
             from django_redisstore.session import SessionStore
 
-            blob = bench.floor.get(keys.session_name(keys.session_id(key)))
-            assert isinstance(blob, bytes)
             floor = bench.floor
             floor.set("floor:interleave", blob, ex=peers.COOKIE_AGE)
-
-            def work() -> None:
-                store = SessionStore(key)
-                store._session_cache = drive(store._load_flow(), blob)
-                store["visits"] = store.get("visits", 0) + 1
-                drive(store._save_flow(store._session_cache, False), 1)
 
             spin_seconds = [0.0]
 
@@ -118,7 +146,7 @@ def main() -> int:
                         cpu[name].append((time.process_time() - cpu_started) / n * 1e6)
     finally:
         server.stop()
-    print(f"{'small session, per operation':<30}{'wall us':>9}{'CPU us':>9}")
+    print(f"{args.size + ' session, per operation':<30}{'wall us':>9}{'CPU us':>9}")
     for name in cells:
         print(
             f"{name:<30}{statistics.median(wall[name][1:]):>9.1f}"

@@ -3,14 +3,22 @@
     python -m pip install -r bench/requirements.txt
     python bench/loadtest.py                 # about 2 minutes; --seconds/--rounds to change
 
-Starts a ``redis-server`` on a free port, then for each server setup (gunicorn WSGI serving
-``/``; uvicorn ASGI serving ``/`` and the async view ``/async/``) and each engine (picked with
-``BENCH_SESSION_ENGINE``, read by ``bench/loadsettings.py``) starts the server as a subprocess on
-loopback, drives it from this process with a small asyncio HTTP/1.1 client, and stops it. Every
-virtual client keeps its own keep-alive connection and its own cookie, so each one is a distinct
-session; the run checks that each client's visit counter reached the number of requests it made
-(no lost or mixed-up sessions). Engines alternate within each round. Requests per second and
-p50/p99 latency go to the terminal and to ``bench/results/loadtest-*.json``.
+Starts a ``redis-server`` on a free port, then for each server setup (gunicorn WSGI serving the
+counting view ``/``; uvicorn ASGI serving ``/`` and the async one ``/async/``; both again with
+two tabs per visitor) and each engine (picked with ``BENCH_SESSION_ENGINE``, read by
+``bench/loadsettings.py``) starts the server as a subprocess on loopback, drives it from this
+process with a small asyncio HTTP/1.1 client, and stops it. The views are the load test's own
+(``bench/loadurls.py``) behind testproject's settings and middleware.
+
+Every visitor has its own session cookie, and each of its tabs its own keep-alive connection.
+With one tab, a visitor's requests follow each other; with two ("two tabs, one session") they
+run in parallel on the one session, each tab counting in a key of its own. At the end every tab
+finishes its request in flight and ``/peek/`` reads each session's counters: a visit the
+session does not hold is *lost*. A lost visit fails the run (exit status 1) with one tab for
+either engine, and with two tabs for this engine; the cache engine's losses with two tabs are
+counted (it writes the whole session back, so a tab's save undoes the other's). Engines
+alternate within each round. Requests per second, p50/p99 latency and the visits lost go to the
+terminal and to ``bench/results/loadtest-*.json``.
 
 Every run is bounded: ``--seconds`` per measurement (after a one-second warm-up), and at most
 ``--max-requests`` requests per measurement; every process started is stopped at the end.
@@ -40,11 +48,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.peers import machine  # noqa: E402
 from tests.redis_servers import RedisServer, free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ENGINES = ("redisstore", "cache")
 _VISITS = re.compile(rb"seen (\d+) visit")
+_COUNTER = re.compile(rb"visits_(\d+)=(\d+)")
 _COOKIE = re.compile(rb"sessionid=([^;]*)", re.IGNORECASE)
 
 
@@ -53,6 +63,7 @@ class Setup:
     name: str
     path: str
     command: list[str]
+    tabs: int = 1  # parallel requests per visitor, on one session
 
 
 def setups(port: int, workers: int) -> list[Setup]:
@@ -72,6 +83,8 @@ def setups(port: int, workers: int) -> list[Setup]:
         Setup("gunicorn (WSGI) /", "/", gunicorn),
         Setup("uvicorn (ASGI) /", "/", uvicorn),
         Setup("uvicorn (ASGI) /async/ (aget/aset)", "/async/", uvicorn),
+        Setup("gunicorn (WSGI) /, two tabs", "/", gunicorn, tabs=2),
+        Setup("uvicorn (ASGI) /async/, two tabs", "/async/", uvicorn, tabs=2),
     ]
 
 
@@ -102,10 +115,18 @@ def serve(setup: Setup, engine: str, env: dict[str, str], port: int) -> Iterator
 
 
 @dataclass
-class Client:
-    """One visitor: its cookie, its connection, and what it saw."""
+class Visitor:
+    """One visitor: its session cookie, shared by its tabs."""
 
     cookie: bytes = b""
+
+
+@dataclass
+class Tab:
+    """One tab of a visitor: its own keep-alive connection, the requests it made, what it saw."""
+
+    visitor: Visitor
+    number: int
     requests: int = 0
     last_visits: int = 0
     errors: int = 0
@@ -113,12 +134,13 @@ class Client:
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
 
-    async def get(self, port: int, path: str) -> None:
+    async def get(self, port: int, path: str) -> bytes:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
         assert self.reader is not None
-        cookie = b"Cookie: sessionid=" + self.cookie + b"\r\n" if self.cookie else b""
-        request = b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + cookie + b"\r\n"
+        cookie = self.visitor.cookie
+        header = b"Cookie: sessionid=" + cookie + b"\r\n" if cookie else b""
+        request = b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + header + b"\r\n"
         self.writer.write(request)
         head = await self.reader.readuntil(b"\r\n\r\n")
         length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
@@ -127,12 +149,16 @@ class Client:
             self.errors += 1
         found = _COOKIE.search(head)
         if found:
-            self.cookie = found.group(1)
+            self.visitor.cookie = found.group(1)
+        if re.search(rb"(?i)connection: *close", head):
+            await self.close()
+        return body
+
+    async def visit(self, port: int, path: str) -> None:
+        body = await self.get(port, f"{path}?tab={self.number}")
         seen = _VISITS.search(body)
         if seen:
             self.last_visits = int(seen.group(1))
-        if re.search(rb"(?i)connection: *close", head):
-            await self.close()
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -143,56 +169,65 @@ class Client:
 
 
 async def drive(
-    port: int, path: str, clients: int, seconds: float, max_requests: int
+    port: int, path: str, visitors: int, tabs: int, seconds: float, max_requests: int
 ) -> dict[str, Any]:
-    """``clients`` visitors in parallel, each requesting in a loop; one second of warm-up."""
-    visitors = [Client() for _ in range(clients)]
-    measuring = False
-    budget = max_requests
+    """``visitors`` visitors in parallel, each with ``tabs`` tabs requesting in a loop on its one
+    session; one second of warm-up. Each visitor's first request is made alone (it creates the
+    session); at the end every tab finishes its request in flight, so that every request the
+    server answered is counted, and ``/peek/`` reads each visitor's counters."""
+    people = [Visitor() for _ in range(visitors)]
+    all_tabs = [Tab(person, n) for person in people for n in range(tabs)]
+    state = {"measuring": False, "stop": False, "budget": max_requests}
 
-    async def visit(client: Client) -> None:
-        nonlocal budget
-        while True:
+    async def loop(tab: Tab) -> None:
+        while not state["stop"]:
             started = time.perf_counter()
             try:
-                await client.get(port, path)
+                await tab.visit(port, path)
             except (OSError, asyncio.IncompleteReadError, AttributeError):
-                client.errors += 1
-                await client.close()
+                tab.errors += 1
+                await tab.close()
                 continue
-            client.requests += 1
-            if measuring:
-                client.latencies.append(time.perf_counter() - started)
-                budget -= 1
-                if budget <= 0:
-                    return
+            tab.requests += 1
+            if state["measuring"]:
+                tab.latencies.append(time.perf_counter() - started)
+                state["budget"] -= 1
+                if state["budget"] <= 0:
+                    state["stop"] = True
 
-    tasks = [asyncio.create_task(visit(c)) for c in visitors]
+    firsts = [t for t in all_tabs if t.number == 0]
+    await asyncio.gather(*(t.visit(port, path) for t in firsts))
+    for tab in firsts:
+        tab.requests += 1
+    tasks = [asyncio.create_task(loop(t)) for t in all_tabs]
     await asyncio.sleep(1.0)
-    measuring = True
+    state["measuring"] = True
     started = time.perf_counter()
-    _, pending = await asyncio.wait(tasks, timeout=seconds)
+    while not state["stop"] and time.perf_counter() - started < seconds:
+        await asyncio.sleep(0.05)
+    state["stop"] = True
     elapsed = time.perf_counter() - started
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    for client in visitors:
-        await client.close()
-    latencies = sorted(x for c in visitors for x in c.latencies)
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+    latencies = sorted(x for t in all_tabs for x in t.latencies)
     if len(latencies) < 2:
         raise RuntimeError(f"the server answered {len(latencies)} requests: is it failing?")
-    # Each completed request must have counted: a lower counter means a lost session write.
-    lost = sum(1 for c in visitors if c.last_visits < c.requests)
+    lost = 0
+    for person in people:  # what the session holds, against what each tab asked for
+        mine = [t for t in all_tabs if t.visitor is person]
+        counters = dict(_COUNTER.findall(await mine[0].get(port, "/peek/")))
+        for tab in mine:
+            lost += tab.requests - int(counters.get(str(tab.number).encode(), 0))
+    for tab in all_tabs:
+        await tab.close()
     return {
         "requests": len(latencies),
         "rps": len(latencies) / elapsed,
-        "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
-        "p99_ms": 1000 * statistics.quantiles(latencies, n=100)[98]
-        if len(latencies) > 1
-        else None,
-        "errors": sum(c.errors for c in visitors),
-        "clients_with_lost_visits": lost,
-        "distinct_sessions": len({c.cookie for c in visitors if c.cookie}),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * statistics.quantiles(latencies, n=100)[98],
+        "errors": sum(t.errors for t in all_tabs),
+        "requests_total": sum(t.requests for t in all_tabs),
+        "lost_visits": lost,
+        "distinct_sessions": len({p.cookie for p in people if p.cookie}),
     }
 
 
@@ -226,13 +261,19 @@ def main(argv: list[str] | None = None) -> int:
                         with serve(setup, engine, env, port):
                             figures = asyncio.run(
                                 drive(
-                                    port, setup.path, args.clients, args.seconds, args.max_requests
+                                    port,
+                                    setup.path,
+                                    args.clients,
+                                    setup.tabs,
+                                    args.seconds,
+                                    args.max_requests,
                                 )
                             )
                         results[setup.name][engine].append(figures)
                         print(
                             f"  {setup.name:<36} {engine:<11} {figures['rps']:7.0f} req/s  "
-                            f"p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms",
+                            f"p50 {figures['p50_ms']:6.1f} ms  p99 {figures['p99_ms']:6.1f} ms  "
+                            f"lost {figures['lost_visits']}",
                             file=sys.stderr,
                         )
     finally:
@@ -240,9 +281,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"\n{'server':<38}{'engine':<12}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'errors':>8}{'lost':>6}"
+        f"{'errors':>8}{'lost':>6}{'requests':>10}"
     )
     summary: dict[str, Any] = {}
+    failures = []
+    tabs = {setup.name: setup.tabs for setup in setups(port, args.workers)}
     for name, per_engine in results.items():
         summary[name] = {}
         for engine, runs in per_engine.items():
@@ -251,20 +294,28 @@ def main(argv: list[str] | None = None) -> int:
                 "p50_ms": statistics.median(r["p50_ms"] for r in runs),
                 "p99_ms": statistics.median(r["p99_ms"] for r in runs),
                 "errors": sum(r["errors"] for r in runs),
-                "clients_with_lost_visits": sum(r["clients_with_lost_visits"] for r in runs),
+                "requests_total": sum(r["requests_total"] for r in runs),
+                "lost_visits": sum(r["lost_visits"] for r in runs),
                 "runs": runs,
             }
             summary[name][engine] = row
             print(
                 f"{name:<38}{engine:<12}{row['rps']:>8.0f}{row['p50_ms']:>9.1f}"
-                f"{row['p99_ms']:>9.1f}{row['errors']:>8}{row['clients_with_lost_visits']:>6}"
+                f"{row['p99_ms']:>9.1f}{row['errors']:>8}{row['lost_visits']:>6}"
+                f"{row['requests_total']:>10}"
             )
+            # One tab per session: no engine may lose a visit. Two tabs changing different
+            # keys of one session: this engine may not; the cache engine's losses are counted.
+            if row["lost_visits"] and (tabs[name] == 1 or engine == "redisstore"):
+                failures.append(f"{name}, {engine}: {row['lost_visits']} visits lost")
         ratio = summary[name]["redisstore"]["rps"] / summary[name]["cache"]["rps"]
         summary[name]["rps_ratio_redisstore_to_cache"] = round(ratio, 3)
         print(f"{'':<38}{'ratio':<12}{ratio:>8.2f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "cores": os.cpu_count(),
         "clients": args.clients,
         "workers": args.workers,
@@ -278,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(text)
     (RESULTS / "loadtest-latest.json").write_text(text)
     print(f"\nwrote {output}", file=sys.stderr)
-    return 0
+    for failure in failures:
+        print(f"FAIL: {failure}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

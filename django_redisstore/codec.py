@@ -7,7 +7,8 @@ large)::
 
     offset size field
     0      1    format version (1)
-    1      1    flags: bit 0 set when the payload is zlib-compressed
+    1      1    flags: bit 0 set when the payload is zlib-compressed (written before zstd; still
+                read), bit 1 when it is a zstd frame (``compression``)
     2      4    created: unix time, seconds, big-endian unsigned
     6      4    saved: unix time of the last write
     10     4    idle: seconds a read may extend the TTL to when expiry slides (0: it does not)
@@ -28,7 +29,6 @@ command.
 from __future__ import annotations
 
 import hmac
-import json
 import struct
 import zlib
 from collections.abc import Sequence
@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 from django.core.signing import JSONSerializer
 
-from . import keys
+from . import compression, keys, serializers
 
 VERSION = 1
 HEADER = struct.Struct(">BBIIII16s")
@@ -108,6 +108,13 @@ def decompress(data: bytes) -> bytes:
     return payload
 
 
+def _unzstd(data: bytes) -> bytes:
+    try:
+        return compression.decompress(data)
+    except compression.CorruptPayload as e:
+        raise InvalidRecord(str(e)) from e
+
+
 def pack(
     name: str,
     payload: bytes,
@@ -122,9 +129,9 @@ def pack(
     """The bytes to store under ``name``, and their MAC (the record's version)."""
     flags = 0
     if compress_min_size is not None and len(payload) >= compress_min_size:
-        packed = compress(payload)
+        packed = compression.compress(payload)
         if len(packed) < len(payload):
-            payload, flags = packed, FLAG_ZLIB
+            payload, flags = packed, compression.FLAG_ZSTD
     mac = _sign(secret, name, bytes((VERSION, flags)), payload)
     header = HEADER.pack(
         VERSION, flags, _clamp(created), _clamp(saved), _clamp(idle), _clamp(until), mac
@@ -142,7 +149,9 @@ def unpack(name: str, blob: bytes, secret: str) -> Record:
     payload = blob[HEADER_SIZE:]
     if not hmac.compare_digest(mac, _sign(secret, name, blob[:2], payload)):
         raise InvalidRecord("the record's signature does not match")
-    if flags & FLAG_ZLIB:
+    if flags & compression.FLAG_ZSTD:
+        payload = _unzstd(payload)
+    elif flags & FLAG_ZLIB:
         payload = decompress(payload)
     return Record(created, saved, idle, until, mac, payload, len(blob))
 
@@ -178,17 +187,12 @@ def version_of(blob: bytes) -> bytes:
 
 # The payload: the session's data through SESSION_SERIALIZER ----------------------------------
 
-#: What ``JSONSerializer.dumps`` builds on every call (``json.dumps`` with non-default
-#: separators makes a new encoder each time), made once: its ``encode`` gives the same bytes.
-_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"))
-
 
 def encode_payload(data: dict[str, Any], serializer: Any) -> bytes:
     """``data`` serialized with the ``SESSION_SERIALIZER`` class ``serializer``."""
     if serializer is JSONSerializer:  # Django's default, exactly (not a subclass)
-        # Byte for byte JSONSerializer().dumps(data) (tests/test_fast_paths.py proves it on
-        # generated sessions), without an encoder built per call.
-        return _JSON_ENCODER.encode(data).encode("latin-1")
+        # orjson where it stores what JSONSerializer would (``serializers`` says when).
+        return serializers.dumps(data)
     payload = serializer().dumps(data)
     return payload.encode() if isinstance(payload, str) else payload
 
@@ -196,7 +200,7 @@ def encode_payload(data: dict[str, Any], serializer: Any) -> bytes:
 def decode_payload(payload: bytes, serializer: Any) -> dict[str, Any]:
     """The session data in ``payload``; raises whatever the serializer raises, or ValueError."""
     if serializer is JSONSerializer:
-        data = json.loads(payload.decode("latin-1"))  # what JSONSerializer.loads does
+        data = serializers.loads(payload)  # reads what either of its encoders wrote
     else:
         data = serializer().loads(payload)
     if not isinstance(data, dict):

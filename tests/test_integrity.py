@@ -20,7 +20,7 @@ from django.conf import settings as django_settings
 from django.contrib.sessions.serializers import JSONSerializer
 from django.test import Client
 
-from django_redisstore import codec, keys
+from django_redisstore import codec, compression, keys
 from django_redisstore.session import SessionStore
 
 SECURITY_LOGGER = "django.security.SuspiciousSession"
@@ -294,6 +294,8 @@ class MarkingSerializer:
 
 def _payload(blob: bytes) -> bytes:
     payload = blob[codec.HEADER_SIZE :]
+    if blob[1] & compression.FLAG_ZSTD:
+        return compression.decompress(payload)
     return codec.decompress(payload) if blob[1] & codec.FLAG_ZLIB else payload
 
 
@@ -333,7 +335,7 @@ def test_a_large_compressible_session_is_stored_compressed_and_reads_back_equal(
     blob = redis_client.get(_name(session.session_key))
     assert isinstance(blob, bytes)
     serialized = JSONSerializer().dumps(data)
-    assert blob[1] & codec.FLAG_ZLIB
+    assert blob[1] == compression.FLAG_ZSTD
     assert len(blob) - codec.HEADER_SIZE < len(serialized) / 2
     assert SessionStore(session.session_key).load() == data
 
@@ -342,8 +344,8 @@ def test_a_small_session_is_stored_as_it_is(redis_client: redis.Redis) -> None:
     session = _saved(n=1)
     blob = redis_client.get(_name(session.session_key))
     assert isinstance(blob, bytes)
-    assert not blob[1] & codec.FLAG_ZLIB
-    assert blob[codec.HEADER_SIZE :] == b'{"n":1}'
+    assert not blob[1] & (codec.FLAG_ZLIB | compression.FLAG_ZSTD)
+    assert blob[codec.HEADER_SIZE :] == b'{"n":1}\n'
 
 
 def test_compression_can_be_switched_off(settings: Any, redis_client: redis.Redis) -> None:
@@ -351,7 +353,7 @@ def test_compression_can_be_switched_off(settings: Any, redis_client: redis.Redi
     session = _saved(text="aaaa" * 5000)
     blob = redis_client.get(_name(session.session_key))
     assert isinstance(blob, bytes)
-    assert not blob[1] & codec.FLAG_ZLIB
+    assert not blob[1] & (codec.FLAG_ZLIB | compression.FLAG_ZSTD)
 
 
 def _deflate(data: bytes) -> bytes:
