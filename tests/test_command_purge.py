@@ -58,6 +58,24 @@ def test_dry_run_says_what_would_go_and_deletes_nothing() -> None:
     assert all(alive(s) for s in kept)
 
 
+def test_dry_run_of_purge_key_keeps_the_session_and_its_index_entry(
+    redis_client: redis.Redis,
+) -> None:
+    session = make_session(3)
+    assert session.session_key is not None
+    sid = name_of(session).rsplit(":", 1)[1]
+
+    out = sessions("purge", "--key", session.session_key, "--dry-run")
+
+    assert out.strip() == "Would end 1 session."
+    assert redis_client.exists(name_of(session))
+    assert redis_client.zscore(keys.user_index_name("3"), sid) is not None
+    # The same command without --dry-run does end it: the dry run above was the only difference.
+    assert sessions("purge", "--key", session.session_key, "--yes").strip() == "Ended 1 session."
+    assert not redis_client.exists(name_of(session))
+    assert redis_client.zscore(keys.user_index_name("3"), sid) is None
+
+
 @pytest.mark.django_db
 def test_purge_user_ends_only_that_users_sessions(redis_client: redis.Redis) -> None:
     mine = [make_session(7), make_session(7)]

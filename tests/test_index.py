@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
+from django.contrib.auth import SESSION_KEY, get_user_model
 from django.core.management import call_command
 
 import django_redisstore
@@ -136,15 +136,42 @@ async def test_async_twins_see_and_end_the_same_sessions() -> None:
     assert [info.id for info in await django_redisstore.auser_sessions(7)] == [sid_of(here)]
 
 
-def test_logout_flush_and_cycle_key_are_reflected() -> None:
+def test_logout_flush_and_cycle_key_are_reflected(redis_client: redis.Redis) -> None:
     kept, flushed, cycled = make_session(7), make_session(7), make_session(7)
     flushed.flush()
     old = sid_of(cycled)
     cycled.cycle_key()
 
+    # In Redis itself first: user_sessions() below prunes, so it would hide a stale entry.
+    assert index_members(redis_client, "7") == {sid_of(kept), sid_of(cycled)}
     ids = {info.id for info in django_redisstore.user_sessions(7)}
     assert ids == {sid_of(kept), sid_of(cycled)}
     assert old not in ids
+
+
+def test_removing_the_user_id_from_the_data_removes_the_index_entry(
+    redis_client: redis.Redis,
+) -> None:
+    session, other = make_session(7), make_session(7)
+    session.load()
+    del session[SESSION_KEY]  # what a hand-made sign-out does, without flush()
+    session.save()
+
+    # Straight from Redis, before anything prunes (user_sessions() would).
+    assert redis_client.zscore(keys.user_index_name("7"), sid_of(session)) is None
+    assert index_members(redis_client, "7") == {sid_of(other)}
+
+
+async def test_removing_the_user_id_then_asave_removes_the_index_entry(
+    redis_client: redis.Redis,
+) -> None:
+    session = make_session(7)
+    await session.aload()
+    del session[SESSION_KEY]
+    await session.asave()
+
+    assert redis_client.zscore(keys.user_index_name("7"), sid_of(session)) is None
+    assert not redis_client.exists(keys.user_index_name("7"))
 
 
 def test_index_stays_exact_under_concurrent_logins_and_logouts(
@@ -167,8 +194,9 @@ def test_index_stays_exact_under_concurrent_logins_and_logouts(
 
     run_threads(8, worker)
 
-    assert {info.id for info in django_redisstore.user_sessions(7)} == set(survivors)
+    # Redis first (user_sessions() prunes), then what the API lists.
     assert index_members(redis_client, "7") == set(survivors)
+    assert {info.id for info in django_redisstore.user_sessions(7)} == set(survivors)
     assert len(survivors) == 8 * 5
 
 
