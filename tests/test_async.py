@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import django
 import pytest
 import redis
 from django.contrib.auth import SESSION_KEY
@@ -23,6 +22,7 @@ from django_redisstore import clients, connection, keys
 from django_redisstore.session import SessionStore
 
 from .contract import index_members
+from .django_versions import ASYNC_API, ASYNC_API_FEATURE, skip_below
 
 #: Tests of the async methods that this engine defines itself: they run on Django 4.2 too.
 ANY_DJANGO = {"test_storage_methods_on_every_django"}
@@ -30,8 +30,8 @@ ANY_DJANGO = {"test_storage_methods_on_every_django"}
 
 @pytest.fixture(autouse=True)
 def async_api(request: pytest.FixtureRequest) -> None:
-    if django.VERSION < (5, 1) and request.function.__name__ not in ANY_DJANGO:
-        pytest.skip("Django's async session API (aget, aset, aflush...) is new in 5.1")
+    if request.function.__name__ not in ANY_DJANGO:
+        skip_below(request.node, ASYNC_API, ASYNC_API_FEATURE)
 
 
 class SyncClientUsed(AssertionError):

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import django
 import pytest
 from django.conf import settings as django_settings
 from django.test import Client
@@ -31,6 +30,7 @@ from django.test import Client
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
+from .django_versions import needs_async_api
 from .faults import MIDDLEWARE_503, TIMEOUT, proxied
 from .redis_servers import RedisServer
 from .tcp_proxy import FORWARD, REFUSE, STALL, TcpProxy
@@ -41,9 +41,6 @@ from .threads import run_threads
 HANG = 10.0
 #: Faults per test: a few in the suite, many in the soak run (``pytest -m slow``).
 CYCLES = [3, pytest.param(30, marks=pytest.mark.slow, id="soak")]
-needs_async_sessions = pytest.mark.skipif(
-    django.VERSION < (5, 1), reason="async sessions arrived in Django 5.1"
-)
 
 
 def durable_server() -> RedisServer:
@@ -253,7 +250,7 @@ def test_killed_and_restarted_redis_loses_no_acknowledged_save(
     report("kill -9 + restart, threads", ledger, cycles, ledger.verify())
 
 
-@needs_async_sessions
+@needs_async_api
 @pytest.mark.parametrize("cycles", CYCLES)
 async def test_async_killed_and_restarted_redis_loses_no_acknowledged_save(
     durable: RedisServer, cycles: int
@@ -318,7 +315,7 @@ def test_paused_redis_gives_a_timeout_error_not_a_hang(paused: Callable[[], None
     assert time.monotonic() - started < HANG  # it did not wait for the pause to end
 
 
-@needs_async_sessions
+@needs_async_api
 async def test_async_paused_redis_gives_a_timeout_error_not_a_hang(
     paused: Callable[[], None],
 ) -> None:
@@ -385,7 +382,7 @@ def test_connections_cut_mid_traffic_lose_no_acknowledged_save(
     report("proxy cut, threads", ledger, cuts, ledger.verify())
 
 
-@needs_async_sessions
+@needs_async_api
 @pytest.mark.parametrize("cycles", CYCLES)
 @pytest.mark.parametrize("fault", ["refused", "stalled", "cut"])
 async def test_async_proxy_faults_mid_traffic_lose_no_acknowledged_save(

@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import django
 import pytest
 import redis
 from django.contrib.auth import SESSION_KEY
@@ -40,6 +39,7 @@ from django_redisstore.exceptions import RedisStoreError
 from django_redisstore.session import SessionStore
 
 from .command_helpers import saved_key
+from .django_versions import needs_async_api
 from .redis_servers import RedisServer
 from .threads import run_threads
 
@@ -48,9 +48,6 @@ from .threads import run_threads
 SIZES_ONE = [(8, 60), pytest.param((16, 150), marks=pytest.mark.slow, id="soak")]
 SIZES_MANY = [(8, 60), pytest.param((32, 1000), marks=pytest.mark.slow, id="soak")]
 USERS = ["1", "2", "3", "4"]
-needs_async_sessions = pytest.mark.skipif(
-    django.VERSION < (5, 1), reason="async sessions arrived in Django 5.1"
-)
 
 
 @pytest.fixture
@@ -155,7 +152,7 @@ def test_threads_on_one_session_lose_no_update_and_the_last_writer_wins(
     check_redis(server, live={key}, retired=set())
 
 
-@needs_async_sessions
+@needs_async_api
 @pytest.mark.parametrize("size", SIZES_ONE)
 async def test_tasks_on_one_session_lose_no_update_and_the_last_writer_wins(
     server: redis.Redis, size: tuple[int, int]
@@ -394,7 +391,7 @@ def test_threads_across_many_sessions_keep_every_invariant(
     report("threads, many sessions", pool, check_redis(server, pool.live, pool.retired))
 
 
-@needs_async_sessions
+@needs_async_api
 @pytest.mark.parametrize("size", SIZES_MANY)
 async def test_tasks_across_many_sessions_keep_every_invariant(
     server: redis.Redis, size: tuple[int, int]
