@@ -60,6 +60,13 @@ SOAK_TESTS = ["tests/test_faults.py", "tests/test_hostile.py", "tests/test_tortu
 
 
 @nox.session(python="3.11")
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the core modules (mutation/mutate.py; e.g. ``-- --limit 40``)."""
+    session.install(*TEST_DEPS, "hiredis", ".")
+    session.run("python", "mutation/mutate.py", *session.posargs)
+
+
+@nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff: lint and format check."""
     session.install("ruff")
