@@ -312,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, help="run a random sample of this many mutants")
     parser.add_argument("--seed", type=int, default=0, help="of the sample (default 0)")
-    parser.add_argument("--match", help="only the mutants whose id contains this text")
+    parser.add_argument(
+        "--match", action="append", help="only the mutants whose id contains this (repeatable)"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant")
     parser.add_argument("--list", action="store_true", help="list the mutants; run nothing")
     options = parser.parse_args(argv)
@@ -325,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         mutants += found
     if options.match:
-        mutants = [m for m in mutants if options.match in m.id]
+        mutants = [m for m in mutants if any(text in m.id for text in options.match)]
     total = len(mutants)
     if options.limit is not None and options.limit < total:
         mutants = sample(mutants, options.limit, random.Random(options.seed))

@@ -8,6 +8,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -172,6 +173,22 @@ async def test_removing_the_user_id_then_asave_removes_the_index_entry(
 
     assert redis_client.zscore(keys.user_index_name("7"), sid_of(session)) is None
     assert not redis_client.exists(keys.user_index_name("7"))
+
+
+def test_a_longer_expiry_pushes_the_index_entry_past_the_new_expiry(
+    redis_client: redis.Redis,
+) -> None:
+    session = SessionStore()
+    session[SESSION_KEY] = "7"
+    session.set_expiry(600)  # from the start: its entry is filed for about 20 minutes
+    session.save()
+    short = redis_client.zscore(keys.user_index_name("7"), sid_of(session))
+    session.set_expiry(7 * 86400)
+    session.save()
+
+    score = redis_client.zscore(keys.user_index_name("7"), sid_of(session))
+    assert short is not None and score is not None
+    assert score >= time.time() + 7 * 86400 > short
 
 
 def test_a_session_signed_in_as_another_user_moves_to_that_users_index(
