@@ -1,4 +1,4 @@
-"""Test, lint and demo sessions: ``python -m nox`` runs lint, types, docs and the test matrix.
+"""Test, lint and demo sessions: ``python -m nox`` runs lint, types, docs, tests and soak.
 
 The test matrix covers every supported Django version on the Pythons it supports; interpreters
 that are not installed are skipped locally and fail the run on CI (nox's default when CI is set).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "types", "docs", "tests_oldest", "tests"]
+nox.options.sessions = ["lint", "types", "docs", "tests_oldest", "tests", "soak"]
 nox.options.reuse_venv = "yes"
 
 # Django version -> the Python it is tested on in the matrix (one cell per Django version keeps
@@ -48,6 +48,23 @@ def run_tests(session: nox.Session, *pins: str) -> None:
     session.install(*pins, *TEST_DEPS, "hiredis")
     session.install(".")  # the pins already satisfy its dependencies: they stay
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def soak(session: nox.Session) -> None:
+    """The soak variants (``-m slow``: faults, hostile input, torture at size), about 3 minutes."""
+    session.install(*TEST_DEPS, "hiredis", ".")
+    session.run("python", "-m", "pytest", "-m", "slow", *SOAK_TESTS, *session.posargs)
+
+
+SOAK_TESTS = ["tests/test_faults.py", "tests/test_hostile.py", "tests/test_torture.py"]
+
+
+@nox.session(python="3.11")
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the core modules (mutation/mutate.py; e.g. ``-- --limit 40``)."""
+    session.install(*TEST_DEPS, "hiredis", ".")
+    session.run("python", "mutation/mutate.py", *session.posargs)
 
 
 @nox.session(python="3.11")

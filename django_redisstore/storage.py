@@ -253,7 +253,9 @@ def write_flow(
     for attempt in range(expiry.SAVE_ATTEMPTS):
         ttl, idle, user, until, index_calls = _plan(store, ours, now, sid, create, lifetime)
         if ttl <= 0:  # expired already: a session in the past is a session gone
-            yield [Call.command("DEL", name), *index_calls, *extra]
+            # Its index entry goes with it (under the user it was read with; a user change
+            # adds nothing to index for a record that is not written).
+            yield [*delete_calls(name, store._user), *extra]
             store._forget_record()
             return
         payload, blob, mac = _pack(store, name, ours, now, idle, until)

@@ -18,6 +18,7 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from django_redisstore import clients, keyspace
 
+from .django_versions import ALLOWED_SKIP, on_ci, skip_below
 from .redis_servers import Cluster, RedisServer, RoundTrips, SentinelGroup, delete_keys
 
 _prefixes = itertools.count()
@@ -69,6 +70,45 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if inspect.iscoroutinefunction(getattr(item, "function", None)):
             item.fixturenames.insert(0, "_close_async_clients")  # type: ignore[attr-defined]
+
+
+# On CI nothing skips but what the cell's Django cannot do -------------------------------------
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("needs_django")
+    if marker is not None:
+        skip_below(item, *marker.args)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    report: pytest.TestReport = yield
+    if (
+        report.skipped
+        and not hasattr(report, "wasxfail")
+        and on_ci()
+        and not item.stash.get(ALLOWED_SKIP, False)
+    ):
+        _fail_skip(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectReport:
+    report: pytest.CollectReport = yield
+    if report.skipped and on_ci():  # a whole module skipped (pytest.skip at module level)
+        _fail_skip(report)
+    return report
+
+
+def _fail_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = (
+        f"skipped on CI ({reason}): with CI set, a test may skip only for want of a newer "
+        "Django (tests/django_versions.py)"
+    )
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import django
 import pytest
 from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import UpdateError
@@ -19,6 +18,7 @@ from django_redisstore import keys, operations
 from django_redisstore.index import auser_sessions, end_user_sessions, user_sessions
 from django_redisstore.session import SessionStore
 
+from .django_versions import needs_async_api
 from .threads import run_threads
 
 
@@ -178,7 +178,7 @@ class Contract:
         assert SessionStore(session.session_key)["a"] == 1
         assert self.redis.exists(stored_name(session)) == 1  # now under the new secret's name
 
-    @pytest.mark.skipif(django.VERSION < (5, 1), reason="Django's async session API is new in 5.1")
+    @needs_async_api
     async def test_async_contract(self) -> None:
         session = SessionStore()
         await session.aset("a", 1)

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import django
 import pytest
 import redis
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import UpdateError
 from django.test import override_settings
 from django.utils import timezone
@@ -21,14 +21,17 @@ from django.utils import timezone
 from django_redisstore import clients, flows, keys
 from django_redisstore.session import SessionStore
 
+from .contract import index_members
+from .django_versions import ASYNC_API, ASYNC_API_FEATURE, skip_below
+
 #: Tests of the async methods that this engine defines itself: they run on Django 4.2 too.
 ANY_DJANGO = {"test_storage_methods_on_every_django"}
 
 
 @pytest.fixture(autouse=True)
 def async_api(request: pytest.FixtureRequest) -> None:
-    if django.VERSION < (5, 1) and request.function.__name__ not in ANY_DJANGO:
-        pytest.skip("Django's async session API (aget, aset, aflush...) is new in 5.1")
+    if request.function.__name__ not in ANY_DJANGO:
+        skip_below(request.node, ASYNC_API, ASYNC_API_FEATURE)
 
 
 class SyncClientUsed(AssertionError):
@@ -286,11 +289,18 @@ async def test_tampered_record_is_logged_and_read_as_empty(
     assert any(r.name == "django.security.SuspiciousSession" for r in caplog.records)
 
 
-async def test_aclear_expired_is_a_no_op(session: SessionStore) -> None:
-    await session.aset("a", 1)
+async def test_aclear_expired_prunes_stale_index_entries_and_keeps_live_ones(
+    session: SessionStore, redis_client: redis.Redis
+) -> None:
+    await session.aset(SESSION_KEY, "7")
     await session.asave()
-    assert await SessionStore.aclear_expired() is None
-    assert await SessionStore(session.session_key).aget("a") == 1
+    live = keys.session_id(str(session.session_key))
+    redis_client.zadd(keys.user_index_name("7"), {"gone": 2**31})  # the test's own client
+
+    await SessionStore.aclear_expired()
+
+    assert index_members(redis_client, "7") == {live}
+    assert await SessionStore(session.session_key).aget(SESSION_KEY) == "7"
 
 
 # The storage methods this engine defines itself work on every supported Django, 4.2 included
@@ -314,7 +324,14 @@ async def test_storage_methods_on_every_django(redisstore: str) -> None:
     assert fresh["a"] == 1
     await fresh.adelete()
     assert await stored_names(redisstore) == []
-    assert await SessionStore.aclear_expired() is None
+    await store.acreate()
+    await store.aset(SESSION_KEY, "7")
+    await store.asave()
+    live = keys.session_id(str(store.session_key))
+    index = clients.get_async_client()
+    await index.zadd(keys.user_index_name("7"), {"gone": 2**31})
+    await SessionStore.aclear_expired()  # keeps the live entry, drops the stale one
+    assert await index.zrange(keys.user_index_name("7"), 0, -1) == [live.encode()]
 
 
 async def test_asave_of_an_unread_unknown_key_creates_a_new_session() -> None:

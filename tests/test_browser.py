@@ -30,6 +30,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
+# Skipped without the browser, except on CI (``CI`` set), where tests/conftest.py fails a skip.
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
     reason=f"the browser tests need Debian's Chromium at {CHROMIUM} (apt-get install chromium)",

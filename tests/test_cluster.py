@@ -25,6 +25,7 @@ from django_redisstore.session import SessionStore
 
 from .conftest import CLUSTER_PASSWORD
 from .contract import Contract, index_members, stored_name
+from .django_versions import needs_async_api
 from .redis_servers import Cluster, RedisServer
 
 pytestmark = pytest.mark.usefixtures("on_cluster")
@@ -124,7 +125,7 @@ def test_wait_replicas_waits_on_the_primary_of_the_session(
         assert client.get(name) == cluster_client.get(name)
 
 
-@pytest.mark.skipif(django.VERSION < (5, 1), reason="Django's async session API is new in 5.1")
+@needs_async_api
 async def test_async_wait_replicas_waits_on_the_primary_of_the_session(
     settings: Any, cluster: Cluster, cluster_client: RedisCluster
 ) -> None:

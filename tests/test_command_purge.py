@@ -71,6 +71,45 @@ def test_dry_run_says_what_would_go_and_deletes_nothing() -> None:
     assert all(alive(s) for s in kept)
 
 
+def test_dry_run_of_purge_key_keeps_the_session_and_its_index_entry(
+    redis_client: redis.Redis,
+) -> None:
+    session = make_session(3)
+    assert session.session_key is not None
+    sid = name_of(session).rsplit(":", 1)[1]
+
+    out = sessions("purge", "--key", session.session_key, "--dry-run")
+
+    assert out.strip() == "Would end 1 session."
+    assert redis_client.exists(name_of(session))
+    assert redis_client.zscore(keys.user_index_name("3"), sid) is not None
+    # The same command without --dry-run does end it: the dry run above was the only difference.
+    assert sessions("purge", "--key", session.session_key, "--yes").strip() == "Ended 1 session."
+    assert not redis_client.exists(name_of(session))
+    assert redis_client.zscore(keys.user_index_name("3"), sid) is None
+
+
+def test_purge_key_ends_an_anonymous_session_too() -> None:
+    doomed, kept = make_session(cart=1), make_session(cart=2)
+    assert doomed.session_key is not None
+
+    assert sessions("purge", "--key", doomed.session_key, "--yes").strip() == "Ended 1 session."
+    assert not alive(doomed) and alive(kept)
+
+
+def test_purge_key_of_no_session_ends_none_and_says_zero() -> None:
+    kept = make_session(3)
+    unknown = "x" * 32  # well-formed, but no session has it
+
+    assert sessions_json("purge", "--key", unknown, "--yes") == {
+        "selector": "key",
+        "dry_run": False,
+        "sessions": 0,
+    }
+    assert sessions("purge", "--key", unknown, "--dry-run").strip() == "Would end 0 sessions."
+    assert alive(kept)
+
+
 @pytest.mark.django_db
 def test_purge_user_ends_only_that_users_sessions(redis_client: redis.Redis) -> None:
     mine = [make_session(7), make_session(7)]

@@ -10,7 +10,6 @@ import asyncio
 import threading
 from typing import Any
 
-import django
 import pytest
 import redis
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
@@ -25,14 +24,11 @@ from django_redisstore import clients, keys, merge
 from django_redisstore.session import SessionStore
 
 from .command_helpers import saved_key
+from .django_versions import needs_async_api
 from .threads import run_threads
 
 THREADS = 8
 ROUNDS = 50
-
-needs_async_api = pytest.mark.skipif(
-    django.VERSION < (5, 1), reason="Django's async session API arrived in 5.1"
-)
 
 
 def _loaded(session_key: str) -> SessionStore:
@@ -168,11 +164,10 @@ async def test_async_tasks_changing_different_keys_all_keep_their_changes() -> N
     }
 
 
+@needs_async_api
 def test_threads_and_async_tasks_together_keep_every_change() -> None:
     # The sync and async clients are separate connections: their conditional writes still
     # see each other.
-    if django.VERSION < (5, 1):
-        pytest.skip("Django's async session API arrived in 5.1")
     session_key = saved_key()
     barrier = threading.Barrier(THREADS + 1, timeout=60)
 

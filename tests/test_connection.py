@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import django
 import pytest
 import redis
 import redis.asyncio
@@ -27,14 +26,11 @@ from django_redisstore import clients, keys
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
+from .django_versions import needs_async_api
 from .redis_servers import RedisServer
 
 PASSWORD = "s3cret-pw-never-shown"
 ROOT = Path(__file__).resolve().parent.parent
-
-needs_async_api = pytest.mark.skipif(
-    django.VERSION < (5, 1), reason="Django's async session API arrived in 5.1"
-)
 
 
 @pytest.fixture(scope="module")
@@ -258,12 +254,10 @@ def test_redis_down_behind_a_cache_alias_names_the_address_only(
     _assert_names_address_only(raised.value, doomed_server)
 
 
-@pytest.mark.parametrize("api", ["sync", "async"])
+@pytest.mark.parametrize("api", ["sync", pytest.param("async", marks=needs_async_api)])
 def test_redis_not_answering_times_out_and_signs_nobody_out(
     api: str, settings: Any, doomed_server: RedisServer
 ) -> None:
-    if api == "async" and django.VERSION < (5, 1):
-        pytest.skip("Django's async session API arrived in 5.1")
     settings.REDISSTORE_URL = doomed_server.url
     settings.REDISSTORE_SOCKET_TIMEOUT = 0.2
     session = SessionStore()

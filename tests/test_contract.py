@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import UpdateError
 from django.core.management import call_command
 from django.test import Client, override_settings
@@ -23,6 +24,8 @@ from django.utils import timezone
 
 from django_redisstore import flows, keys
 from django_redisstore.session import SessionStore
+
+from .contract import index_members
 
 
 @pytest.fixture(autouse=True, params=[True, False], ids=["tz", "naive"])
@@ -477,15 +480,32 @@ def test_save_must_create_on_a_taken_key_picks_another(
     other.delete()
 
 
-def test_clear_expired_is_a_no_op(session: SessionStore) -> None:
-    session["a"] = 1
+def test_clear_expired_prunes_stale_index_entries_and_keeps_live_ones(
+    session: SessionStore, redis_client: redis.Redis
+) -> None:
+    session[SESSION_KEY] = "7"
     session.save()
-    assert SessionStore.clear_expired() is None
-    assert SessionStore(session.session_key)["a"] == 1
+    live = keys.session_id(str(session.session_key))
+    redis_client.zadd(keys.user_index_name("7"), {"gone": 2**31})  # its session ended unseen
+
+    SessionStore.clear_expired()
+
+    assert index_members(redis_client, "7") == {live}
+    assert SessionStore(session.session_key)[SESSION_KEY] == "7"
 
 
-async def test_aclear_expired_is_a_no_op(session: SessionStore) -> None:
-    assert await SessionStore.aclear_expired() is None
+async def test_aclear_expired_prunes_stale_index_entries_and_keeps_live_ones(
+    session: SessionStore, redis_client: redis.Redis
+) -> None:
+    session[SESSION_KEY] = "7"
+    await session.asave()
+    live = keys.session_id(str(session.session_key))
+    redis_client.zadd(keys.user_index_name("7"), {"gone": 2**31})
+
+    await SessionStore.aclear_expired()
+
+    assert index_members(redis_client, "7") == {live}
+    assert SessionStore(session.session_key)[SESSION_KEY] == "7"
 
 
 def test_aware_and_naive_datetime_expiry_round_trip(session: SessionStore, use_tz: bool) -> None:

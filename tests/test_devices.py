@@ -151,9 +151,11 @@ def test_no_session_is_created_or_kept_for_a_device_record(
     assert list(redis_client.scan_iter(f"{redisstore}:s:*")) == []
 
 
-def test_record_device_skips_requests_without_a_session() -> None:
-    request = RequestFactory().get("/")
+def test_record_device_skips_requests_without_a_session(round_trips: RoundTrips) -> None:
+    request = RequestFactory().get("/", HTTP_USER_AGENT=CHROME)
     record_device(request)  # no SessionMiddleware: nothing to do, and no error
+    assert not hasattr(request, "session")  # none made up for it
+    assert round_trips.count == 0
 
 
 @pytest.mark.parametrize(

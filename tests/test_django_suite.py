@@ -5,7 +5,8 @@ Django version is fetched once (``pip download``) into a cache under the system 
 and only ``tests/sessions_tests/`` is taken from it. Its ``models.py`` declares a model of an app
 that is not installed here; the one name the test module takes from it (a database-backed store
 we never run) is stubbed. Without network access, or with ``REDISSTORE_SKIP_DJANGO_SUITE`` set,
-the module is skipped with the reason; ``tests/test_contract.py`` covers the same ground.
+the module is skipped with the reason (on CI, with ``CI`` set, either is a failure instead);
+``tests/test_contract.py`` covers the same ground.
 Django's ``SessionMiddlewareTests`` run too (one of them reads the database backend's table and
 is restated here against Redis).
 """
@@ -34,6 +35,8 @@ from django.test import RequestFactory, SimpleTestCase, override_settings
 
 from django_redisstore import clients
 from django_redisstore.session import SessionStore
+
+from .django_versions import on_ci
 
 _PACKAGE = "django_upstream_sessions_tests"
 
@@ -101,6 +104,8 @@ if os.environ.get("REDISSTORE_SKIP_DJANGO_SUITE"):
 try:
     upstream = _load_upstream()
 except (OSError, ValueError, subprocess.SubprocessError, tarfile.TarError) as e:
+    if on_ci():  # CI runs Django's own tests or fails: a download error is no reason to pass
+        raise RuntimeError(f"cannot fetch Django's own session tests on CI: {e}") from e
     pytest.skip(f"cannot fetch Django's own session tests: {e}", allow_module_level=True)
 
 

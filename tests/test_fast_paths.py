@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import math
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -70,24 +72,53 @@ def test_fast_path_reads_back_what_json_serializer_reads_back(data: dict[str, An
     )
 
 
-@hypothesis_settings(max_examples=200, deadline=None)
-@given(payload=st.binary(max_size=200))
-def test_fast_path_reads_any_bytes_as_json_serializer_does(payload: bytes) -> None:
-    # Payloads ending in a newline are orjson's (serializers.MARK): JSONSerializer never writes
-    # one, and the MAC keeps anyone without SECRET_KEY from making one.
-    assume(not payload.endswith(serializers.MARK))
-    store = SessionStore()
-    try:
-        expected: Any = JSONSerializer().loads(payload)
-    except Exception as e:  # the same kind of failure, or none
-        with pytest.raises(type(e)):
-            codec.decode_payload(payload, store.serializer)
-        return
-    if isinstance(expected, dict):
-        assert _same(codec.decode_payload(payload, store.serializer), expected)
-    else:
-        with pytest.raises(ValueError, match="not a dict"):
-            codec.decode_payload(payload, store.serializer)
+def _json_bytes(value: Any, **options: Any) -> bytes:
+    return json.dumps(value, **options).encode()
+
+
+# Bytes to read: noise (mostly not JSON), any JSON value (mostly not a dict), sessions as Django
+# writes them, and sessions written otherwise (indented, raw UTF-8 that latin-1 reads as other
+# characters): the dict branch must be the common case, not a rare one.
+payloads = (
+    st.binary(max_size=200)
+    | values.map(_json_bytes)
+    | sessions.map(JSONSerializer().dumps)
+    | sessions.map(lambda d: _json_bytes(d, ensure_ascii=False, indent=1))
+)
+
+
+def test_fast_path_reads_any_bytes_as_json_serializer_does() -> None:
+    outcomes: Counter[str] = Counter()
+
+    @hypothesis_settings(max_examples=300, deadline=None)
+    @given(payload=payloads)
+    def check(payload: bytes) -> None:
+        # Payloads ending in a newline are orjson's (serializers.MARK): JSONSerializer never
+        # writes one, and the MAC keeps anyone without SECRET_KEY from making one.
+        assume(not payload.endswith(serializers.MARK))
+        store = SessionStore()
+        try:
+            expected: Any = JSONSerializer().loads(payload)
+        except Exception as e:  # the same kind of failure, or none
+            outcomes["not JSON"] += 1
+            with pytest.raises(type(e)):
+                codec.decode_payload(payload, store.serializer)
+            return
+        if isinstance(expected, dict):
+            nested = any(isinstance(v, dict) for v in expected.values())
+            kind = "a dict, nested" if nested else "a dict"
+            outcomes[kind] += 1
+            assert _same(codec.decode_payload(payload, store.serializer), expected)
+        else:
+            outcomes["JSON, not a dict"] += 1
+            with pytest.raises(ValueError, match="not a dict"):
+                codec.decode_payload(payload, store.serializer)
+
+    check()
+    # Every branch ran, the dict ones often (hypothesis draws the four sources about equally).
+    assert outcomes["a dict"] + outcomes["a dict, nested"] >= 60, outcomes
+    assert outcomes["a dict, nested"] >= 10, outcomes
+    assert outcomes["not JSON"] and outcomes["JSON, not a dict"], outcomes
 
 
 def test_unserializable_data_fails_as_json_serializer_does() -> None:

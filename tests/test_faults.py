@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import django
 import pytest
 from django.conf import settings as django_settings
 from django.test import Client
@@ -31,18 +30,17 @@ from django.test import Client
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
+from .django_versions import needs_async_api
 from .faults import MIDDLEWARE_503, TIMEOUT, proxied
 from .redis_servers import RedisServer
 from .tcp_proxy import FORWARD, REFUSE, STALL, TcpProxy
+from .threads import run_threads
 
 #: An operation that takes longer than this hung: the engine's worst case with the tests'
 #: settings is (RETRIES + 1) ** 2 dials with backoff plus one timeout, well under a second.
 HANG = 10.0
 #: Faults per test: a few in the suite, many in the soak run (``pytest -m slow``).
 CYCLES = [3, pytest.param(30, marks=pytest.mark.slow, id="soak")]
-needs_async_sessions = pytest.mark.skipif(
-    django.VERSION < (5, 1), reason="async sessions arrived in Django 5.1"
-)
 
 
 def durable_server() -> RedisServer:
@@ -173,17 +171,25 @@ class Worker:
         self.ledger.record(started, session.session_key, value, None)
 
 
-def run_threads(ledger: Ledger, threads: int, sessions: int) -> list[threading.Thread]:
-    def loop(worker: Worker) -> None:
+def traffic_during(ledger: Ledger, drive: Callable[[], None]) -> None:
+    """Run ``drive`` while 8 threads read and save 4 sessions each; then stop them.
+
+    Every thread must finish (``run_threads`` fails the test on one still running), and a
+    failure of ``drive`` is raised here.
+    """
+
+    def work(i: int) -> None:
+        if i == 0:
+            try:
+                drive()
+            finally:
+                ledger.stop.set()
+            return
+        worker = Worker(ledger, 4)
         while not ledger.stop.is_set():
             worker.step()
 
-    started = [
-        threading.Thread(target=loop, args=(Worker(ledger, sessions),)) for _ in range(threads)
-    ]
-    for thread in started:
-        thread.start()
-    return started
+    run_threads(1 + 8, work)
 
 
 def break_and_heal(
@@ -240,18 +246,11 @@ def test_killed_and_restarted_redis_loses_no_acknowledged_save(
     durable: RedisServer, cycles: int
 ) -> None:
     ledger = Ledger()
-    threads = run_threads(ledger, threads=8, sessions=4)
-    try:
-        break_and_heal(ledger, cycles, durable.kill, durable.start)
-    finally:
-        ledger.stop.set()
-        for thread in threads:
-            thread.join(HANG)
-    assert not any(thread.is_alive() for thread in threads)
+    traffic_during(ledger, lambda: break_and_heal(ledger, cycles, durable.kill, durable.start))
     report("kill -9 + restart, threads", ledger, cycles, ledger.verify())
 
 
-@needs_async_sessions
+@needs_async_api
 @pytest.mark.parametrize("cycles", CYCLES)
 async def test_async_killed_and_restarted_redis_loses_no_acknowledged_save(
     durable: RedisServer, cycles: int
@@ -316,7 +315,7 @@ def test_paused_redis_gives_a_timeout_error_not_a_hang(paused: Callable[[], None
     assert time.monotonic() - started < HANG  # it did not wait for the pause to end
 
 
-@needs_async_sessions
+@needs_async_api
 async def test_async_paused_redis_gives_a_timeout_error_not_a_hang(
     paused: Callable[[], None],
 ) -> None:
@@ -356,15 +355,12 @@ def test_proxy_faults_mid_traffic_lose_no_acknowledged_save(
 ) -> None:
     broken, healed = FAULTS[fault]
     ledger = Ledger()
-    threads = run_threads(ledger, threads=8, sessions=4)
-    try:
-        break_and_heal(
+    traffic_during(
+        ledger,
+        lambda: break_and_heal(
             ledger, cycles, lambda: proxy.set_mode(broken), lambda: proxy.set_mode(healed)
-        )
-    finally:
-        ledger.stop.set()
-        for thread in threads:
-            thread.join(HANG)
+        ),
+    )
     report(f"proxy {fault}, threads", ledger, cycles, ledger.verify())
 
 
@@ -373,22 +369,20 @@ def test_connections_cut_mid_traffic_lose_no_acknowledged_save(
     proxy: TcpProxy, cycles: int
 ) -> None:
     ledger = Ledger()
-    threads = run_threads(ledger, threads=8, sessions=4)
     cuts = 10 * cycles
-    try:
+
+    def cut_repeatedly() -> None:
         for _ in range(cuts):
             ledger.wait(saves=10)
             proxy.cut()
-    finally:
-        ledger.stop.set()
-        for thread in threads:
-            thread.join(HANG)
+
+    traffic_during(ledger, cut_repeatedly)
     # Retries re-dial a cut connection: most cuts cost no error at all.
     assert ledger.interrupted < cuts
     report("proxy cut, threads", ledger, cuts, ledger.verify())
 
 
-@needs_async_sessions
+@needs_async_api
 @pytest.mark.parametrize("cycles", CYCLES)
 @pytest.mark.parametrize("fault", ["refused", "stalled", "cut"])
 async def test_async_proxy_faults_mid_traffic_lose_no_acknowledged_save(

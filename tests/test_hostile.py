@@ -10,7 +10,6 @@ import json
 import logging
 from typing import Any
 
-import django
 import pytest
 import redis
 from django.conf import settings as django_settings
@@ -21,6 +20,8 @@ from hypothesis import strategies as st
 
 from django_redisstore import codec, keys
 from django_redisstore.session import SessionStore
+
+from .django_versions import needs_async_api
 
 #: Examples per property in the suite; the soak run (``pytest -m slow``) tries far more.
 EXAMPLES = 300
@@ -43,9 +44,6 @@ cookie_values = st.one_of(
     st.builds(lambda c, n: c * n, st.characters(), st.integers(1000, 10_240)),
 )
 HOSTILE_EXAMPLES = ["", "\x00", "*", "?", "[a-z]*", "\\", "é" * 40, "a" * 10_240, "0" * 64]
-needs_async_sessions = pytest.mark.skipif(
-    django.VERSION < (5, 1), reason="async sessions arrived in Django 5.1"
-)
 
 
 def keys_under(client: redis.Redis, prefix: str) -> list[bytes]:
@@ -109,7 +107,7 @@ def test_any_session_key_is_harmless_to_every_storage_method(
     assert redis_client.dbsize() == before
 
 
-@needs_async_sessions
+@needs_async_api
 async def test_async_hostile_session_keys_are_harmless(
     redis_client: redis.Redis, redisstore: str
 ) -> None:
@@ -236,7 +234,7 @@ def test_a_request_over_foreign_data_gets_a_fresh_session(
     assert "django.security.SuspiciousSession" in [r.name for r in caplog.records]
 
 
-@needs_async_sessions
+@needs_async_api
 async def test_async_foreign_data_reads_as_empty_and_is_logged(
     redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:

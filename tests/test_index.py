@@ -8,12 +8,13 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import redis
-from django.contrib.auth import get_user_model
+from django.contrib.auth import SESSION_KEY, get_user_model
 from django.core.management import call_command
 
 import django_redisstore
@@ -136,15 +137,80 @@ async def test_async_twins_see_and_end_the_same_sessions() -> None:
     assert [info.id for info in await django_redisstore.auser_sessions(7)] == [sid_of(here)]
 
 
-def test_logout_flush_and_cycle_key_are_reflected() -> None:
+def test_logout_flush_and_cycle_key_are_reflected(redis_client: redis.Redis) -> None:
     kept, flushed, cycled = make_session(7), make_session(7), make_session(7)
     flushed.flush()
     old = sid_of(cycled)
     cycled.cycle_key()
 
+    # In Redis itself first: user_sessions() below prunes, so it would hide a stale entry.
+    assert index_members(redis_client, "7") == {sid_of(kept), sid_of(cycled)}
     ids = {info.id for info in django_redisstore.user_sessions(7)}
     assert ids == {sid_of(kept), sid_of(cycled)}
     assert old not in ids
+
+
+def test_removing_the_user_id_from_the_data_removes_the_index_entry(
+    redis_client: redis.Redis,
+) -> None:
+    session, other = make_session(7), make_session(7)
+    session.load()
+    del session[SESSION_KEY]  # what a hand-made sign-out does, without flush()
+    session.save()
+
+    # Straight from Redis, before anything prunes (user_sessions() would).
+    assert redis_client.zscore(keys.user_index_name("7"), sid_of(session)) is None
+    assert index_members(redis_client, "7") == {sid_of(other)}
+
+
+async def test_removing_the_user_id_then_asave_removes_the_index_entry(
+    redis_client: redis.Redis,
+) -> None:
+    session = make_session(7)
+    await session.aload()
+    del session[SESSION_KEY]
+    await session.asave()
+
+    assert redis_client.zscore(keys.user_index_name("7"), sid_of(session)) is None
+    assert not redis_client.exists(keys.user_index_name("7"))
+
+
+def test_a_longer_expiry_pushes_the_index_entry_past_the_new_expiry(
+    redis_client: redis.Redis,
+) -> None:
+    session = SessionStore()
+    session[SESSION_KEY] = "7"
+    session.set_expiry(600)  # from the start: its entry is filed for about 20 minutes
+    session.save()
+    short = redis_client.zscore(keys.user_index_name("7"), sid_of(session))
+    session.set_expiry(7 * 86400)
+    session.save()
+
+    score = redis_client.zscore(keys.user_index_name("7"), sid_of(session))
+    assert short is not None and score is not None
+    assert score >= time.time() + 7 * 86400 > short
+
+
+def test_a_session_signed_in_as_another_user_moves_to_that_users_index(
+    redis_client: redis.Redis,
+) -> None:
+    session = make_session(7)
+    session[SESSION_KEY] = "8"  # the same session, now another user's (no cycle_key)
+    session.save()
+
+    assert index_members(redis_client, "7") == set()
+    assert index_members(redis_client, "8") == {sid_of(session)}
+
+
+def test_saving_a_signed_in_session_with_a_past_expiry_removes_its_index_entry(
+    redis_client: redis.Redis,
+) -> None:
+    session, other = make_session(7), make_session(7)
+    session.set_expiry(-1)
+    session.save()  # a session in the past is a session gone
+
+    assert not redis_client.exists(keys.session_name(sid_of(session)))
+    assert index_members(redis_client, "7") == {sid_of(other)}
 
 
 def test_index_stays_exact_under_concurrent_logins_and_logouts(
@@ -167,8 +233,9 @@ def test_index_stays_exact_under_concurrent_logins_and_logouts(
 
     run_threads(8, worker)
 
-    assert {info.id for info in django_redisstore.user_sessions(7)} == set(survivors)
+    # Redis first (user_sessions() prunes), then what the API lists.
     assert index_members(redis_client, "7") == set(survivors)
+    assert {info.id for info in django_redisstore.user_sessions(7)} == set(survivors)
     assert len(survivors) == 8 * 5
 
 

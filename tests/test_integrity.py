@@ -392,3 +392,16 @@ def test_a_signed_bomb_in_redis_reads_as_an_empty_session(
     redis_client.set(name, _signed(name, bomb, codec.FLAG_ZLIB), keepttl=True)
     assert SessionStore(session.session_key).load() == {}
     assert len(_security_warnings(security_log)) == 1
+
+
+def test_unpack_takes_a_bare_header_and_refuses_one_byte_less() -> None:
+    # The length check guards against a truncated header, not an empty payload: a signed record
+    # of exactly HEADER_SIZE bytes is whole (the serializer decides what an empty payload means).
+    blob, mac = codec.pack(
+        "k", b"", secret="s", created=1, saved=2, idle=0, until=0, compress_min_size=None
+    )
+    assert len(blob) == codec.HEADER_SIZE
+    record = codec.unpack("k", blob, "s")
+    assert (record.payload, record.mac, record.size) == (b"", mac, codec.HEADER_SIZE)
+    with pytest.raises(codec.InvalidRecord, match="shorter than its header"):
+        codec.unpack("k", blob[:-1], "s")

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import django
 import pytest
 import redis
 from django.conf import settings as django_settings
@@ -23,12 +22,9 @@ from django_redisstore.session import SessionStore
 from django_redisstore.unavailable import PAGE
 
 from .command_helpers import saved_key
+from .django_versions import needs_async_api
 from .faults import MIDDLEWARE_503, proxied
 from .tcp_proxy import FORWARD, REFUSE, STALL, TcpProxy
-
-needs_async_sessions = pytest.mark.skipif(
-    django.VERSION < (5, 1), reason="async sessions: Django 5.1+"
-)
 
 
 @pytest.fixture
@@ -241,7 +237,7 @@ def test_anonymous_mode_does_not_hide_errors_of_a_new_session(
         session.save()
 
 
-@needs_async_sessions
+@needs_async_api
 async def test_async_anonymous_mode_serves_empty_and_never_saves(
     proxy: TcpProxy, settings: Any, redis_client: redis.Redis
 ) -> None:
@@ -260,7 +256,7 @@ async def test_async_anonymous_mode_serves_empty_and_never_saves(
     assert redis_client.get(name) == stored
 
 
-@needs_async_sessions
+@needs_async_api
 @pytest.mark.parametrize("retries", [0, 3])
 async def test_async_broken_connections_are_redialled_a_bounded_number_of_times(
     proxy: TcpProxy, settings: Any, retries: int
@@ -274,7 +270,7 @@ async def test_async_broken_connections_are_redialled_a_bounded_number_of_times(
     assert least <= proxy.accepted <= (retries + 1) ** 2
 
 
-@needs_async_sessions
+@needs_async_api
 async def test_async_stall_times_out_and_service_comes_back(proxy: TcpProxy) -> None:
     key = saved_key(a=1)
     proxy.cut()
@@ -322,7 +318,7 @@ def test_session_at_max_size_is_saved(settings: Any) -> None:
     assert SessionStore(session.session_key)["v"] == "x" * 500
 
 
-@needs_async_sessions
+@needs_async_api
 async def test_async_session_over_max_size_is_refused(
     settings: Any, redisstore: str, redis_client: redis.Redis
 ) -> None:
@@ -341,7 +337,7 @@ def test_clients_follow_the_retries_setting(settings: Any) -> None:
     assert clients.get_client() is not first
 
 
-@needs_async_sessions
+@needs_async_api
 async def test_middleware_answers_503_under_asgi_too(proxy: TcpProxy, settings: Any) -> None:
     settings.MIDDLEWARE = MIDDLEWARE_503
     key = saved_key(a="1")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import django
 import pytest
 from django.contrib.auth import SESSION_KEY
 from django.test import Client
@@ -18,6 +17,7 @@ from django.test import Client
 from django_redisstore import clients, scripts
 from django_redisstore.session import SessionStore
 
+from .django_versions import needs_async_api
 from .redis_servers import RoundTrips
 
 
@@ -134,10 +134,6 @@ def test_cycle_key_of_a_loaded_session_costs_one(round_trips: RoundTrips) -> Non
 
 
 # The async API, on the same request shapes ---------------------------------------------------
-
-needs_async_api = pytest.mark.skipif(
-    django.VERSION < (5, 1), reason="Django's async session API is new in 5.1"
-)
 
 
 async def finish(session: SessionStore) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import django
 import pytest
 import redis
 from django.test import Client
@@ -14,6 +13,7 @@ from django_redisstore import codec, keys, storage
 from django_redisstore import session as session_module
 from django_redisstore.session import SessionStore
 
+from .django_versions import needs_async_api
 from .redis_servers import RoundTrips
 
 
@@ -146,7 +146,7 @@ def test_a_session_past_its_absolute_lifetime_is_never_served(
     assert redis_client.zcard(keys.user_index_name("7")) == 0
 
 
-@pytest.mark.skipif(django.VERSION < (5, 1), reason="async sessions arrived in Django 5.1")
+@needs_async_api
 async def test_async_expiry_is_capped_too(settings: Any, redis_client: redis.Redis) -> None:
     settings.REDISSTORE_IDLE_TIMEOUT = 600
     settings.REDISSTORE_ABSOLUTE_TIMEOUT = 60

@@ -10,8 +10,10 @@ every key):
   save started after;
 * no key without a TTL, anywhere;
 * the sessions in Redis are exactly the live ones: none deleted or cycled away came back;
-* every live signed-in session is in its user's index, with a score past its expiry; after
-  pruning (read each index, drop members whose session is gone, as readers do), no entry
+* before any pruning: every live signed-in session is in its user's index, with a score past
+  its expiry; with one worker (no races), the indexes hold nothing else: no entry of an ended
+  session, none under a user the session is not (or no longer) of;
+* after pruning (read each index, drop members whose session is gone, as readers do), no entry
   points to a session that is gone.
 
 The suite runs a few hundred operations per test; ``pytest -m slow`` runs the soak variants.
@@ -27,7 +29,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import django
 import pytest
 import redis
 from django.contrib.auth import SESSION_KEY
@@ -38,6 +39,7 @@ from django_redisstore.exceptions import RedisStoreError
 from django_redisstore.session import SessionStore
 
 from .command_helpers import saved_key
+from .django_versions import needs_async_api
 from .redis_servers import RedisServer
 from .threads import run_threads
 
@@ -46,9 +48,6 @@ from .threads import run_threads
 SIZES_ONE = [(8, 60), pytest.param((16, 150), marks=pytest.mark.slow, id="soak")]
 SIZES_MANY = [(8, 60), pytest.param((32, 1000), marks=pytest.mark.slow, id="soak")]
 USERS = ["1", "2", "3", "4"]
-needs_async_sessions = pytest.mark.skipif(
-    django.VERSION < (5, 1), reason="async sessions arrived in Django 5.1"
-)
 
 
 @pytest.fixture
@@ -153,7 +152,7 @@ def test_threads_on_one_session_lose_no_update_and_the_last_writer_wins(
     check_redis(server, live={key}, retired=set())
 
 
-@needs_async_sessions
+@needs_async_api
 @pytest.mark.parametrize("size", SIZES_ONE)
 async def test_tasks_on_one_session_lose_no_update_and_the_last_writer_wins(
     server: redis.Redis, size: tuple[int, int]
@@ -289,8 +288,15 @@ def change(session: SessionStore, operation: str, rng: random.Random) -> None:
         session._session["_session_expiry"] = rng.randint(600, 7200)
 
 
-def check_redis(client: redis.Redis, live: set[str], retired: set[str]) -> dict[str, int]:
-    """The invariants on the whole of Redis; returns what was checked."""
+def check_redis(
+    client: redis.Redis, live: set[str], retired: set[str], *, exact: bool = False
+) -> dict[str, int]:
+    """The invariants on the whole of Redis; returns what was checked.
+
+    First on Redis as the engine left it (nothing pruned yet); then after pruning each index as
+    readers do. With ``exact`` (one worker, so no race can leave an entry behind), the indexes
+    before pruning hold exactly the live signed-in sessions, each under its own user.
+    """
     everything = list(client.scan_iter(count=1000))
     no_ttl = [k for k in everything if client.pttl(k) == -1]
     assert no_ttl == [], f"keys without a TTL: {no_ttl[:5]}"
@@ -303,32 +309,52 @@ def check_redis(client: redis.Redis, live: set[str], retired: set[str]) -> dict[
         f"{len(sessions - expected)} unexpected, {len(expected - sessions)} missing"
     )
 
-    # Prune each user's index as a reader would, then check what is left.
+    # Before pruning: the indexes as the engine wrote them.
     now = time.time()
-    indexed: dict[str, dict[str, float]] = {}
-    stale = 0
-    for index in (k for k in everything if b":u:" in k):
-        user = index.decode().rsplit(":", 1)[1]
-        entries = client.zrange(index, 0, -1, withscores=True)
-        prefix = index.decode().rsplit(":u:", 1)[0]
-        gone = [m for m, _ in entries if not client.exists(f"{prefix}:s:{m.decode()}")]
-        if gone:
-            client.zrem(index, *gone)
-            stale += len(gone)
-        left = client.zrange(index, 0, -1, withscores=True)
-        assert all(client.exists(f"{prefix}:s:{m.decode()}") for m, _ in left)
-        indexed[user] = {m.decode(): score for m, score in left}
-    signed_in = 0
+    index_names = [k for k in everything if b":u:" in k]
+    indexed = {
+        name.decode().rsplit(":", 1)[1]: {
+            m.decode(): score for m, score in client.zrange(name, 0, -1, withscores=True)
+        }
+        for name in index_names
+    }
+    owner: dict[str, str | None] = {}
     for key in live:
         user = SessionStore(key).load().get(SESSION_KEY)
+        sid = keys.session_id(key)
+        owner[sid] = user
         if user is None:
             continue
-        signed_in += 1
-        sid = keys.session_id(key)
         assert sid in indexed.get(user, {}), f"signed-in session {sid} missing from index {user}"
         expires = now + client.pttl(name_of(key)) / 1000
         assert indexed[user][sid] >= expires - 1, f"index entry of {sid} expires before it"
-    return {"keys": len(everything), "signed_in": signed_in, "stale_pruned": stale}
+    stale = [(u, sid) for u, entries in indexed.items() for sid in entries if sid not in owner]
+    misfiled = [
+        (u, sid)
+        for u, entries in indexed.items()
+        for sid in entries
+        if sid in owner and owner[sid] != u
+    ]
+    if exact:
+        assert stale == [], f"entries of ended sessions left in the index: {stale[:5]}"
+        assert misfiled == [], f"entries under a user the session is not of: {misfiled[:5]}"
+
+    # After pruning (drop members whose session is gone, as readers do): none points nowhere.
+    for name in index_names:
+        prefix = name.decode().rsplit(":u:", 1)[0]
+        gone = [
+            m for m in client.zrange(name, 0, -1) if not client.exists(f"{prefix}:s:{m.decode()}")
+        ]
+        if gone:
+            client.zrem(name, *gone)
+        left = client.zrange(name, 0, -1)
+        assert all(client.exists(f"{prefix}:s:{m.decode()}") for m in left)
+    return {
+        "keys": len(everything),
+        "signed_in": sum(user is not None for user in owner.values()),
+        "stale_pruned": len(stale),
+        "misfiled_before_pruning": len(misfiled),
+    }
 
 
 def report(kind: str, pool: Pool, checked: dict[str, int]) -> None:
@@ -336,6 +362,17 @@ def report(kind: str, pool: Pool, checked: dict[str, int]) -> None:
         f"\n{kind}: {pool.ops} operations, {pool.conflicts} UpdateError, {pool.gave_up} gave up, "
         f"{len(pool.retired)} sessions ended or cycled (none back), {checked}"
     )
+
+
+def test_one_worker_across_many_sessions_keeps_each_index_exact(server: redis.Redis) -> None:
+    pool = Pool(12)
+    rng = random.Random(7)
+    for _ in range(400):
+        mixed_step(pool, rng)
+
+    checked = check_redis(server, pool.live, pool.retired, exact=True)
+    assert pool.conflicts == 0 and pool.gave_up == 0  # alone, nothing can race it
+    report("one worker, many sessions", pool, checked)
 
 
 @pytest.mark.parametrize("size", SIZES_MANY)
@@ -354,7 +391,7 @@ def test_threads_across_many_sessions_keep_every_invariant(
     report("threads, many sessions", pool, check_redis(server, pool.live, pool.retired))
 
 
-@needs_async_sessions
+@needs_async_api
 @pytest.mark.parametrize("size", SIZES_MANY)
 async def test_tasks_across_many_sessions_keep_every_invariant(
     server: redis.Redis, size: tuple[int, int]
