@@ -3,7 +3,9 @@ it started (read from /proc: Linux only, like the suite's CI)."""
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -66,3 +68,16 @@ def running(pid: int) -> bool:
     """Whether ``pid`` is a process that has not ended (a zombie has ended)."""
     stat = _stat(pid)
     return stat is not None and stat[1] != "Z"
+
+
+def end_all(process: subprocess.Popen[str], servers: list[int]) -> None:
+    """Whatever the test's outcome, leave nothing running (the servers hold the output pipe)."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    for pid in servers:
+        if running(pid):
+            os.kill(pid, signal.SIGKILL)
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            stream.close()

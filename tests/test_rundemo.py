@@ -18,7 +18,7 @@ import pytest
 from testproject.management.commands.rundemo import PAGES
 from testproject.redis_process import free_port
 
-from .processes import Lines, children, running
+from .processes import Lines, children, end_all, running
 from .redis_servers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,11 +48,7 @@ def demo_run(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
     started: list[subprocess.Popen[str]] = []
     yield started
     for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        end_all(process, children(process.pid, "redis-server"))
 
 
 def start_demo(
