@@ -17,6 +17,7 @@ Sending calls is ``flows``' business; walking the keyspace, ``keyspace``'s.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import weakref
 from typing import Any
@@ -381,6 +382,9 @@ _UNAVAILABLE = (
 )
 _UNREACHABLE = (redis.ConnectionError, RedisTimeoutError)
 
+#: The codes of ``_UNAVAILABLE``'s errors inside a script's error message (Redis 6.2).
+_SCRIPT_UNAVAILABLE = re.compile(r"^Error running script.*: -(OOM|READONLY|CLUSTERDOWN|TRYAGAIN) ")
+
 
 def _unreachable(error: Exception) -> bool:
     if isinstance(error, _UNREACHABLE):
@@ -395,12 +399,16 @@ def translate_error(client: Any, error: Exception) -> RedisStoreError:
     The one place that reads redis-py's errors: every Redis call of the package goes through
     ``flows.execute``/``aexecute`` or ``keyspace`` (scans, packed pipelines), which raise
     what this returns. Redis reports a wrong type only as text (``WRONGTYPE ...``): it is
-    recognised here, once, and raised as ``WrongType``.
+    recognised here, once, and raised as ``WrongType``. Redis before 7 wraps an error raised
+    inside a script (out of memory, a read-only replica) in a plain script error: recognised by
+    its code, as the bare replies are by their exception class.
     """
     if _unreachable(error):
         kind = "timed out" if isinstance(error, RedisTimeoutError) else "is unreachable"
         return ConnectionInterrupted(f"Redis at {describe(client)} {kind}: {error}")
-    if isinstance(error, _UNAVAILABLE):
+    if isinstance(error, _UNAVAILABLE) or (
+        isinstance(error, ResponseError) and _SCRIPT_UNAVAILABLE.search(str(error))
+    ):
         where = describe(client)
         return ConnectionInterrupted(f"Redis at {where} cannot take the command now: {error}")
     if isinstance(error, ResponseError) and str(error).startswith("WRONGTYPE"):
