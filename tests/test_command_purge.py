@@ -105,6 +105,7 @@ def test_purge_key_of_no_session_ends_none_and_says_zero() -> None:
         "selector": "key",
         "dry_run": False,
         "sessions": 0,
+        "skipped": 0,
     }
     assert sessions("purge", "--key", unknown, "--dry-run").strip() == "Would end 0 sessions."
     assert alive(kept)
