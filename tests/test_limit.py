@@ -22,6 +22,7 @@ from django.urls import path
 from django_redisstore import index, keys, scripts, user_sessions
 from django_redisstore.clients import get_client
 from django_redisstore.exceptions import TooManySessions
+from django_redisstore.flows import run_all
 from django_redisstore.session import SessionStore
 from django_redisstore.views import RememberMeLoginView
 
@@ -271,6 +272,38 @@ async def test_end_oldest_on_the_async_api_sends_the_limit_event(
 
     assert not await SessionStore().aexists(first.session_key)
     assert ended == [("7", sid_of(first), "limit")]
+
+
+@pytest.mark.skipif(django.VERSION < (5, 1), reason="async sessions arrived in Django 5.1")
+@pytest.mark.usefixtures("refuse")
+async def test_refuse_on_the_async_api_raises_and_deletes_the_refused_record() -> None:
+    for _ in range(2):
+        session = SessionStore()
+        await session.aset(SESSION_KEY, "7")
+        await session.asave()
+    refused = SessionStore()
+    await refused.aset("a", 1)
+    await refused.asave()
+    key = refused.session_key
+    await refused.aset(SESSION_KEY, "7")
+
+    with pytest.raises(TooManySessions):
+        await refused.asave()
+
+    assert not await SessionStore().aexists(key)
+    assert refused.session_key is None and await refused.aget("a") == 1
+
+
+@pytest.mark.usefixtures("refuse")
+def test_an_import_files_sessions_without_counting_them() -> None:
+    imported = [keys.new_session_key() for _ in range(3)]
+
+    written = run_all(
+        [SessionStore(key)._import_flow({SESSION_KEY: "7"}, None) for key in imported]
+    )
+
+    assert written == [True, True, True]
+    assert indexed() == {keys.session_id(key) for key in imported}
 
 
 # The views -------------------------------------------------------------------------------------
