@@ -447,6 +447,28 @@ def check_failure_policy(**kwargs: Any) -> list[CheckMessage]:
     return errors
 
 
+def check_sessions_limit(**kwargs: Any) -> list[CheckMessage]:
+    """E040 for a per-user limit that is not a count, E041 for an unknown policy."""
+    errors: list[CheckMessage] = []
+    for name, hint, check_id in (
+        (
+            "MAX_SESSIONS_PER_USER",
+            "For example 5, or None for no limit.",
+            "django_redisstore.E040",
+        ),
+        (
+            "MAX_SESSIONS_POLICY",
+            "Set it to 'end_oldest' (the default) or 'refuse'.",
+            "django_redisstore.E041",
+        ),
+    ):
+        try:
+            read(name)
+        except ImproperlyConfigured as e:
+            errors.append(Error(str(e), hint=hint, id=check_id))
+    return errors
+
+
 def check_durability(**kwargs: Any) -> list[CheckMessage]:
     """``check --deploy``: would Redis evict sessions, or lose them all on a restart?
 
@@ -566,5 +588,6 @@ def register_checks() -> None:
     register(check_timeouts, "sessions")
     register(check_topology, "sessions")
     register(check_failure_policy, "sessions")
+    register(check_sessions_limit, "sessions")
     register(check_durability, "sessions", Tags.security, deploy=True)
     register(check_url_password, "sessions", Tags.security, deploy=True)

@@ -58,7 +58,12 @@ DEFAULTS: dict[str, Any] = {
     "WAIT_TIMEOUT": 0.25,
     "BASE_TEMPLATE": "django_redisstore/base.html",
     "ADMIN": True,
+    "MAX_SESSIONS_PER_USER": None,
+    "MAX_SESSIONS_POLICY": "end_oldest",
 }
+
+#: The values of ``REDISSTORE_MAX_SESSIONS_POLICY``.
+POLICIES = ("end_oldest", "refuse")
 
 
 def raw(name: str) -> Any:
@@ -95,6 +100,20 @@ def _addresses(name: str, value: Any) -> tuple[Any, ...]:
     return tuple(value)
 
 
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ImproperlyConfigured(
+            f"REDISSTORE_{name} must be None or an int of at least 1, not {value!r}"
+        )
+    return value
+
+
+def _policy(name: str, value: Any) -> str:
+    if value not in POLICIES:
+        raise ImproperlyConfigured(f"REDISSTORE_{name} must be one of {POLICIES}, not {value!r}")
+    return str(value)
+
+
 def _same(name: str, value: Any) -> Any:
     return value
 
@@ -123,6 +142,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "WAIT_TIMEOUT": lambda name, value: float(value),
     "BASE_TEMPLATE": lambda name, value: str(value),
     "ADMIN": lambda name, value: bool(value),
+    "MAX_SESSIONS_PER_USER": _optional(_count),
+    "MAX_SESSIONS_POLICY": _policy,
 }
 
 
@@ -166,6 +187,10 @@ class Snapshot:
     BASE_TEMPLATE: str
     #: Whether the registered user admin gets the sessions panel and "Sign out everywhere".
     ADMIN: bool
+    #: At most this many live sessions per user (None: no limit), and what a sign-in beyond it
+    #: does: ``"end_oldest"`` or ``"refuse"``.
+    MAX_SESSIONS_PER_USER: int | None
+    MAX_SESSIONS_POLICY: str
     # Django's settings that the engine consults on every request.
     secret_key: str
     #: ``SECRET_KEY`` first, then ``SECRET_KEY_FALLBACKS``.

@@ -26,3 +26,15 @@ class SessionTooLarge(RedisStoreError):
 class WrongType(RedisStoreError):
     """Redis refused a command because the key holds another type than the command works on
     (``WRONGTYPE``): something other than this engine wrote under one of its keys."""
+
+
+class TooManySessions(RedisStoreError):
+    """A sign-in was refused: its user has ``REDISSTORE_MAX_SESSIONS_PER_USER`` live sessions
+    already and ``REDISSTORE_MAX_SESSIONS_POLICY`` is ``"refuse"``.
+
+    Raised by ``login()`` (and ``alogin()``), or by the save that first files a session under its
+    user. Decided atomically with the write to the user's index, so parallel sign-ins cannot
+    exceed the limit. The session is left anonymous: the record written for the sign-in is
+    deleted again, the user's keys are removed from the session data, and the next save stores
+    what remains under a new key. ``RememberMeLoginView`` shows it as a form error.
+    """

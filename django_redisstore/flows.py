@@ -4,7 +4,8 @@ Private: no stable API.
 
 The engine writes each Redis operation once, as a *flow*: a generator that yields batches of
 ``Call`` objects (one Redis command each, as plain data), receives their replies and returns a
-value; a ``Pause`` asks to wait before the next batch (the backoff between conflicting saves).
+value; a ``Pause`` asks to wait before the next batch (the backoff between conflicting saves),
+an ``Announce`` to send ``session_ended`` for sessions whose deletion Redis just confirmed.
 ``run`` drives a flow with the sync client and ``arun`` with the async one, so the sync and async
 APIs share all but the socket; ``run_all`` drives many flows in lockstep (``sessions import``).
 
@@ -32,6 +33,7 @@ from redis.exceptions import NoScriptError
 
 # ``run``/``arun``/``run_all`` call the client getters through this module's namespace: tests
 # replace ``flows.get_client`` / ``flows.get_async_client`` to forbid a client.
+from . import signals
 from .clients import REDIS_ERRORS, get_async_client, get_client, is_cluster, translate_error
 from .conf import conf
 from .conf import get as get_settings
@@ -83,9 +85,19 @@ class Pause:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Announce:
+    """A flow's report that Redis confirmed the deletion of ``sessions`` ((user id or None,
+    hashed id) each): the sync driver sends ``session_ended`` with ``signals.ended``, the async
+    one with ``signals.aended``; the flow receives an empty reply list."""
+
+    sessions: tuple[tuple[str | None, str], ...]
+    reason: str
+
+
 T = TypeVar("T")
 #: A flow: a generator that yields batches of calls, receives their replies and returns a value.
-Flow = Generator[list[Call] | Pause, list[Any], T]
+Flow = Generator[list[Call] | Pause | Announce, list[Any], T]
 
 # Commands of the engine that only read: anything else is a write that REDISSTORE_WAIT_REPLICAS
 # waits for (and neither is a script that writes a TTL only: ``Script.ttl_only``).
@@ -257,6 +269,10 @@ def run(flow: Flow[T]) -> T:
                 time.sleep(step.seconds)
                 step = flow.send([])
                 continue
+            if isinstance(step, Announce):
+                signals.ended(step.sessions, step.reason)
+                step = flow.send([])
+                continue
             if client is None:
                 client = get_client()
             step = flow.send(execute(client, step))
@@ -272,6 +288,10 @@ async def arun(flow: Flow[T]) -> T:
         while True:
             if isinstance(step, Pause):
                 await asyncio.sleep(step.seconds)
+                step = flow.send([])
+                continue
+            if isinstance(step, Announce):
+                await signals.aended(step.sessions, step.reason)
                 step = flow.send([])
                 continue
             if client is None:
@@ -291,9 +311,16 @@ def run_all(flows: Sequence[Flow[T]]) -> list[T]:
     client = get_client()
     results: list[Any] = [None] * len(flows)
     pending: dict[int, list[Call] | Pause] = {}
+
+    def advance(i: int, step: list[Call] | Pause | Announce) -> None:
+        while isinstance(step, Announce):  # sent at once: its deletion is confirmed
+            signals.ended(step.sessions, step.reason)
+            step = flows[i].send([])
+        pending[i] = step
+
     for i, flow in enumerate(flows):
         try:
-            pending[i] = next(flow)
+            advance(i, next(flow))
         except StopIteration as done:
             results[i] = done.value
     while pending:
@@ -308,7 +335,7 @@ def run_all(flows: Sequence[Flow[T]]) -> list[T]:
             part = replies[start : start + len(calls)]
             start += len(calls)
             try:
-                pending[i] = flows[i].send(part)
+                advance(i, flows[i].send(part))
             except StopIteration as done:
                 results[i] = done.value
     return results

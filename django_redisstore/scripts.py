@@ -3,9 +3,10 @@
 Private: no stable API.
 
 Each script touches exactly one key (``KEYS[1]``), so it runs on Redis Cluster without
-``CROSSSLOT`` errors; what must happen to two keys is sent as two calls in one pipeline. Byte
-offsets are those of ``codec`` (Lua strings count from 1). Times come from the client (``now``
-arguments) so that a record's times, its TTL and the index scores share one clock.
+``CROSSSLOT`` errors; what must happen to two keys is sent as two calls in one pipeline. (The one
+exception: ``INDEX_ADD`` deletes the sessions a per-user limit ends, when told that no cluster
+holds them.) Byte offsets are those of ``codec`` (Lua strings count from 1). Times come from the
+client (``now`` arguments) so that a record's times, its TTL and the index scores share one clock.
 """
 
 from __future__ import annotations
@@ -59,17 +60,44 @@ return 1
 
 #: Add a session to a per-user index, drop the entries that are certainly gone, and let the index
 #: expire with its last entry. ARGV: session id, score (unix seconds after which the session is
-#: certainly gone), now (unix seconds). A score only ever grows (ZADD GT).
+#: certainly gone), now (unix seconds). A score only ever grows (ZADD GT). Returns 1.
+#:
+#: With ``REDISSTORE_MAX_SESSIONS_PER_USER``, a session new to the index is counted in the same
+#: atomic step. ARGV also: the limit N (0: none), the policy, and the session key prefix when the
+#: script may delete sessions itself ('' on a Cluster, where they live in other slots). A session
+#: already listed is never counted. When the index holds N others already: "refuse" adds nothing
+#: and returns 0; "end_oldest" takes the lowest-scored others (those the index expects to end
+#: first) out of the index, down to N - 1, and returns {1, {ids it deleted}} after deleting
+#: their sessions, or {0, {ids}} when the caller must delete them.
 INDEX_ADD = Script(
     "index_add",
     """
 local now = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local result = 1
+local limit = tonumber(ARGV[4] or '0')
+if limit > 0 and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  local excess = redis.call('ZCARD', KEYS[1]) - limit + 1
+  if excess > 0 then
+    if ARGV[5] == 'refuse' then return 0 end
+    local victims = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
+    redis.call('ZREM', KEYS[1], unpack(victims))
+    if ARGV[6] == '' then
+      result = {0, victims}
+    else
+      local deleted = {}
+      for _, id in ipairs(victims) do
+        if redis.call('DEL', ARGV[6] .. id) == 1 then deleted[#deleted + 1] = id end
+      end
+      result = {1, deleted}
+    end
+  end
+end
 redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 local ttl = math.ceil((tonumber(last[2]) - now) * 1000)
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('DEL', KEYS[1]) end
-return 1
+return result
 """,
 )
 

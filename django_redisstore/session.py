@@ -16,9 +16,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import django
+from django.contrib.auth.signals import user_logged_in
 from django.contrib.sessions.backends.base import SessionBase
 
-from . import codec, expiry, keys, storage
+from . import codec, expiry, keys, limits, storage
 from .conf import get as snapshot
 from .exceptions import ConnectionInterrupted, RedisStoreError, WrongType
 from .flows import arun, run
@@ -314,3 +315,7 @@ class SessionStore(SessionBase):
         from .index import aprune_indexes
 
         await aprune_indexes()
+
+
+# The engine, not the app, keeps the per-user limit: connected wherever the engine is in use.
+user_logged_in.connect(limits.on_sign_in, dispatch_uid="django_redisstore.limits")

@@ -21,9 +21,11 @@ Receivers get these keyword arguments (``sender`` is the string ``"django_rediss
 The signal is sent after the deletion succeeded, and only for sessions that were there: a
 session that had already expired or been deleted by someone else sends nothing. Everything in
 the package that ends sessions calls ``ended`` (or ``aended`` from async code) once Redis's reply
-confirmed the deletion; nothing else sends the signal. The engine's own endings ("logout",
-"limit", "timeout") do the same: for instance ``signals.ended([(user_id, session_id)],
-signals.LOGOUT)`` when the ``DEL``/``UNLINK`` (or script) reply says the key was there.
+confirmed the deletion; nothing else sends the signal. The engine's own endings do the same
+through its flows (a ``flows.Announce`` step, which ``run`` sends with ``ended`` and ``arun``
+with ``aended``): "logout" for a signed-in session that ``flush()`` or ``delete()`` removed (an
+anonymous one sends nothing), "timeout" for any session found past its absolute deadline (its
+``user_id`` None when anonymous), "limit" for each session a sign-in ended.
 """
 
 from __future__ import annotations

@@ -18,13 +18,13 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth import SESSION_KEY
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.base import CreateError, UpdateError
 
-from . import codec, expiry, keys, merge
+from . import codec, expiry, keys, merge, signals
 from .conf import get as snapshot
-from .exceptions import RedisStoreError, SessionTooLarge
-from .flows import Call, Flow, Pause
+from .exceptions import RedisStoreError, SessionTooLarge, TooManySessions
+from .flows import Announce, Call, Flow, Pause
 from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH
 
 if TYPE_CHECKING:
@@ -72,7 +72,9 @@ def load_flow(store: SessionStore) -> Flow[dict[str, Any]]:
     if end is not None and now >= end:
         # Past its absolute lifetime (its TTL says otherwise only when the setting was lowered
         # since it was written): never served, and gone for good.
-        yield delete_calls(name, store._user)
+        user = store._user
+        if (yield delete_calls(name, user))[0]:
+            yield Announce(((user, name.rsplit(":", 1)[1]),), signals.TIMEOUT)
         store._forget_record()
         store._session_key = None
         return {}
@@ -171,8 +173,9 @@ def save_flow(store: SessionStore, data: dict[str, Any], must_create: bool) -> F
 #: What a write of some session data needs besides the data (a plain tuple: one per save):
 #: the TTL in seconds (0 or less: the session is over), ``idle`` (the seconds a sliding read may
 #: extend the TTL to; 0: it does not slide), the user, ``until`` (the TTL cap and the index
-#: entry's score; 0: none) and the index calls that go with the write.
-_Plan = tuple[int, int, str | None, int, list[Call]]
+#: entry's score; 0: none), the index calls that go with the write, and whether the last of
+#: them files a sign-in under ``REDISSTORE_MAX_SESSIONS_PER_USER`` (its reply then matters).
+_Plan = tuple[int, int, str | None, int, list[Call], bool]
 
 
 def _plan(
@@ -182,6 +185,7 @@ def _plan(
     sid: str,
     create: bool,
     lifetime: int | None,
+    limit: bool,
 ) -> _Plan:
     """The TTL and ``until`` of the record holding ``data``, and the index calls to go with it."""
     expires = data.get("_session_expiry")
@@ -192,14 +196,27 @@ def _plan(
     if store._user and store._user != user and not create:
         calls.append(Call.command("ZREM", keys.user_index_name(store._user), sid))
     until: float = 0
+    limited = False
     if user and ttl > 0:
         until = store._until if user == store._user and not create else 0
         if now + ttl > until:
-            until = store._cap(expiry.index_until(now, ttl, snapshot().INDEX_HEADROOM), now)
-            calls.append(INDEX_ADD.call(keys.user_index_name(user), sid, until, repr(now)))
+            settings = snapshot()
+            until = store._cap(expiry.index_until(now, ttl, settings.INDEX_HEADROOM), now)
+            # A session new to its user's index (a sign-in; not a cycle_key() or an import)
+            # is counted against the limit.
+            limited = limit and user != store._user and settings.MAX_SESSIONS_PER_USER is not None
+            args = _limit_args(settings) if limited else ()
+            calls.append(INDEX_ADD.call(keys.user_index_name(user), sid, until, repr(now), *args))
     idle = 0 if isinstance(expires, (datetime, str)) else age
     # The absolute lifetime caps every slide.
-    return ttl, idle, user, store._cap(until, now), calls
+    return ttl, idle, user, store._cap(until, now), calls, limited
+
+
+def _limit_args(settings: Any) -> tuple[int, str, str]:
+    """INDEX_ADD's arguments for the per-user limit: N, the policy, and the prefix under which
+    the script deletes the sessions it ends ('' on a Cluster: they live in other slots)."""
+    prefix = "" if settings.CLUSTER_NODES else settings.session_prefix
+    return settings.MAX_SESSIONS_PER_USER, settings.MAX_SESSIONS_POLICY, prefix
 
 
 def _pack(
@@ -234,13 +251,16 @@ def write_flow(
     create: bool,
     retire: tuple[str, str | None] | None = None,
     lifetime: int | None = None,
+    limit: bool = True,
 ) -> Flow[None]:
     """Write ``data``: a new record (``create``) or a conditional save of the one read.
 
     ``retire`` names a record (and its user) to delete in the same round trip: the old key of
     ``cycle_key()``. ``lifetime`` (seconds) replaces the expiry age as the record's TTL: a
     session imported from another engine keeps the time it had left there. On a conflicting
-    save, merge and retry; a record that is gone is never brought back.
+    save, merge and retry; a record that is gone is never brought back. ``limit=False`` files a
+    signed-in session without counting it against ``REDISSTORE_MAX_SESSIONS_PER_USER`` (an
+    import is no sign-in).
     """
     session_key = store.session_key
     assert session_key is not None
@@ -251,7 +271,9 @@ def write_flow(
     base: dict[str, Any] | None = None  # what we read, and what we changed it into:
     mine: dict[str, Any] = {}  # both decoded only if someone else wrote meanwhile
     for attempt in range(expiry.SAVE_ATTEMPTS):
-        ttl, idle, user, until, index_calls = _plan(store, ours, now, sid, create, lifetime)
+        ttl, idle, user, until, index_calls, limited = _plan(
+            store, ours, now, sid, create, lifetime, limit
+        )
         if ttl <= 0:  # expired already: a session in the past is a session gone
             # Its index entry goes with it (under the user it was read with; a user change
             # adds nothing to index for a record that is not written).
@@ -263,8 +285,17 @@ def write_flow(
             write = Call.command("SET", name, blob, "NX", "PX", ttl * 1000)
         else:
             write = SAVE.call(name, store._version, blob, ttl * 1000)
-        reply = (yield [write, *index_calls, *extra])[0]
+        replies = yield [write, *index_calls, *extra]
+        reply = replies[0]
         extra = []
+        if (
+            limited
+            and replies[len(index_calls)] == 0
+            and (reply == 1 or (create and reply is not None))
+        ):
+            yield from _refused(store, data, name, user, index_calls[-1])
+        elif limited:
+            yield from _end_beyond_limit(user, replies[len(index_calls)])
         if _accepted(store, reply, create):
             store._version, store._base = mac, payload
             store._user, store._until = user, until
@@ -281,6 +312,47 @@ def write_flow(
             yield Pause(random.uniform(0, expiry.backoff_limit(attempt)))
         now = time.time()
     raise RedisStoreError(f"gave up saving {name} after {expiry.SAVE_ATTEMPTS} conflicting writes")
+
+
+def _end_beyond_limit(user: str | None, outcome: Any) -> Flow[None]:
+    """After a sign-in that the ``end_oldest`` policy made room for: delete the sessions the
+    index script took out of the index (unless it deleted them itself), then announce them."""
+    if not isinstance(outcome, list):
+        return  # 1: under the limit; 0: a refusal of a write that did not happen either
+    deleted, ids = outcome
+    ended = [sid.decode() for sid in ids]
+    if not deleted and ended:  # a Cluster: one more round trip, only when the limit is hit
+        replies = yield [Call.command("DEL", keys.session_name(sid)) for sid in ended]
+        ended = [sid for sid, reply in zip(ended, replies, strict=True) if reply]
+    if ended:
+        yield Announce(tuple((user, sid) for sid in ended), signals.LIMIT)
+
+
+def _refused(
+    store: SessionStore, data: dict[str, Any], name: str, user: str | None, index_add: Call
+) -> Flow[None]:
+    """A sign-in the ``refuse`` policy turned down, after its record was written: unless the
+    user's index held entries of sessions that are gone (verified as ``user_sessions`` does, and
+    pruned), which make room for it, delete the record and leave the session anonymous."""
+    from .index import sessions_flow
+
+    _, pruned = yield from sessions_flow([user or ""])
+    if pruned:
+        (outcome,) = yield [index_add]
+        if outcome != 0:
+            yield from _end_beyond_limit(user, outcome)
+            return
+    yield [Call.command("DEL", name)]
+    for key in (SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY):
+        data.pop(key, None)
+    store._forget_record()
+    store._session_key = None  # the next save stores what is left under a new key
+    store.modified = True
+    raise TooManySessions(
+        f"user {user} has REDISSTORE_MAX_SESSIONS_PER_USER ({snapshot().MAX_SESSIONS_PER_USER}) "
+        "live sessions already; the sign-in was refused (REDISSTORE_MAX_SESSIONS_POLICY "
+        "'refuse')"
+    )
 
 
 def _accepted(store: SessionStore, reply: Any, create: bool) -> bool:
@@ -349,7 +421,9 @@ def import_flow(store: SessionStore, data: dict[str, Any], lifetime: int | None)
     """Store ``data`` under the store's key for ``lifetime`` seconds (None: its expiry age),
     unless a session already lives there: False then (``sessions import`` is idempotent)."""
     try:
-        yield from write_flow(store, data, time.time(), create=True, lifetime=lifetime)
+        yield from write_flow(
+            store, data, time.time(), create=True, lifetime=lifetime, limit=False
+        )
     except CreateError:
         return False
     return True
@@ -370,10 +444,13 @@ def delete_flow(store: SessionStore, session_key: str | None) -> Flow[None]:
     if not keys.is_valid_session_key(session_key):
         return
     assert session_key is not None
-    name = keys.session_name(keys.session_id(session_key))
+    sid = keys.session_id(session_key)
+    name = keys.session_name(sid)
     if session_key == store.session_key and store._version:
         # This store read the record: its user (if any) is known, one round trip.
-        yield delete_calls(name, store._user)
+        found = store._user
+        if not (yield delete_calls(name, found))[0]:
+            found = None  # gone already: nothing ended here
     else:
         # A session this store never read (``delete(other_key)``): take it out with GETDEL and,
         # if it was signed in, its index entry with a second trip. Without that the entry would
@@ -382,6 +459,8 @@ def delete_flow(store: SessionStore, session_key: str | None) -> Flow[None]:
         found = None if blob is None else _user_in(store, name, blob)
         if found:
             yield delete_calls(name, found)[1:]
+    if found:  # a signed-in session that was there: logout() or flush() ended it
+        yield Announce(((found, sid),), signals.LOGOUT)
     if session_key == store.session_key:
         store._forget_record()
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.contrib.auth.views import LoginView
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -23,12 +23,14 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.utils.translation import ngettext
 from django.views.decorators.csrf import csrf_protect
 from django.views.generic import TemplateView, View
 
-from . import keys, signals
+from . import keys, limits, signals
 from .conf import conf, to_seconds
+from .exceptions import TooManySessions
 from .forms import RememberMeAuthenticationForm
 from .index import SessionInfo, end_user_sessions, user_sessions
 
@@ -45,6 +47,10 @@ class RememberMeMixin(_Base):
     ``REDISSTORE_REMEMBER_ME_AGE``). Unchecked: a cookie that ends with the browser, and Django's
     usual server-side lifetime. Everything else (``next``, ``redirect_authenticated_user``,
     templates, the form class if you set one) is ``LoginView``'s.
+
+    With ``REDISSTORE_MAX_SESSIONS_POLICY = "refuse"``, a sign-in beyond
+    ``REDISSTORE_MAX_SESSIONS_PER_USER`` shows the form again with ``too_many_sessions_message``
+    as a non-field error (code ``"too_many_sessions"``), and the visitor stays signed out.
     """
 
     form_class: Any = RememberMeAuthenticationForm
@@ -52,6 +58,10 @@ class RememberMeMixin(_Base):
     remember_me_field = "remember_me"
     #: Seconds (or a timedelta) a remembered sign-in lasts; None: ``REDISSTORE_REMEMBER_ME_AGE``.
     remember_me_age: int | timedelta | None = None
+    #: The form error of a sign-in refused by the per-user limit.
+    too_many_sessions_message = _lazy(
+        "You are signed in on too many devices. Sign out on one of them, then try again."
+    )
 
     def get_remember_me_age(self) -> int:
         if self.remember_me_age is None:
@@ -70,8 +80,17 @@ class RememberMeMixin(_Base):
 
     def form_valid(self, form: Any) -> HttpResponse:
         remember = self.wants_to_be_remembered(form)
-        response = super().form_valid(form)  # login(): the session now has its new key
+        with limits.deferred(self.request):
+            response = super().form_valid(form)  # login(): the session now has its new key
         self.request.session.set_expiry(self.get_remember_me_age() if remember else 0)
+        try:
+            limits.save_sign_in(self.request)  # with a per-user limit: its verdict, now
+        except TooManySessions:
+            self.request.session.set_expiry(None)  # nothing of the refused sign-in is kept
+            form.add_error(
+                None, ValidationError(self.too_many_sessions_message, code="too_many_sessions")
+            )
+            return self.form_invalid(form)
         return response
 
 

@@ -314,3 +314,21 @@ def test_error_reports_show_the_url_password_and_mask_the_options_one(settings: 
 
     assert "hunter2-url" in shown["REDISSTORE_URL"]
     assert shown["REDISSTORE_CONNECTION_OPTIONS"]["password"] != "hunter2-options"
+
+
+@pytest.mark.parametrize("limit", [0, -1, 2.5, "3", True])
+def test_e040_a_per_user_limit_that_is_not_a_count(settings: Any, limit: Any) -> None:
+    settings.REDISSTORE_MAX_SESSIONS_PER_USER = limit
+    assert _ids() == ["django_redisstore.E040"]
+
+
+@pytest.mark.parametrize("limit", [None, 1, 5])
+def test_a_per_user_limit_of_none_or_a_count_reports_nothing(settings: Any, limit: Any) -> None:
+    settings.REDISSTORE_MAX_SESSIONS_PER_USER = limit
+    assert _ids() == []
+
+
+def test_e041_an_unknown_per_user_limit_policy(settings: Any) -> None:
+    settings.REDISSTORE_MAX_SESSIONS_PER_USER = 3
+    settings.REDISSTORE_MAX_SESSIONS_POLICY = "end_newest"
+    assert _ids() == ["django_redisstore.E041"]

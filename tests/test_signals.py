@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import django
 import pytest
 import redis
 from django.contrib.auth import get_user_model
@@ -227,3 +228,86 @@ def test_on_a_cluster_the_events_come_once_per_session_too(receiver: Receiver) -
     expected += [("4", sid_of(mine[0]), "purge")]
     expected += [(None, sid_of(s), "purge") for s in anonymous]
     assert sorted(receiver.events, key=str) == sorted(expected, key=str)
+
+
+# The engine's own endings: logout, timeout (the limit's are in test_limit.py) -----------------
+
+
+def test_flush_of_a_signed_in_session_sends_one_logout_event(receiver: Receiver) -> None:
+    session = SessionStore(make_session(7).session_key)
+    assert session["_auth_user_id"] == "7"
+    sid = sid_of(session)
+
+    session.flush()
+    session.flush()  # nothing left to end
+
+    assert receiver.events == [("7", sid, "logout")]
+
+
+def test_delete_of_a_session_this_store_never_read_sends_logout_too(receiver: Receiver) -> None:
+    session = make_session(7)
+    sid = sid_of(session)
+
+    SessionStore().delete(session.session_key)
+
+    assert receiver.events == [("7", sid, "logout")]
+
+
+def test_no_logout_event_for_an_anonymous_session_or_one_already_gone(
+    receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    anonymous = SessionStore(make_session(a=1).session_key)
+    anonymous.load()
+    anonymous.flush()
+    vanished = SessionStore(make_session(7).session_key)
+    vanished.load()
+    redis_client.delete(keys.session_name(sid_of(vanished)))  # ended elsewhere meanwhile
+
+    vanished.flush()
+
+    assert receiver.events == []
+
+
+def past_its_deadline(settings: Any, monkeypatch: pytest.MonkeyPatch, **data: Any) -> str:
+    """The key of a session created 100 s ago, now past REDISSTORE_ABSOLUTE_TIMEOUT (50 s)."""
+    import time
+    from types import SimpleNamespace
+
+    from django_redisstore import storage
+
+    monkeypatch.setattr(storage, "time", SimpleNamespace(time=lambda: time.time() - 100))
+    key = make_session(**data).session_key
+    monkeypatch.undo()
+    settings.REDISSTORE_ABSOLUTE_TIMEOUT = 50
+    assert key is not None
+    return key
+
+
+def test_a_session_found_past_its_absolute_deadline_sends_one_timeout_event(
+    receiver: Receiver, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = past_its_deadline(settings, monkeypatch, user_id=7)
+
+    assert SessionStore(key).load() == {}
+    assert SessionStore(key).load() == {}  # gone: nothing more
+
+    assert receiver.events == [("7", keys.session_id(key), "timeout")]
+
+
+async def test_the_async_api_sends_logout_and_timeout_events_too(
+    receiver: Receiver, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if django.VERSION < (5, 1):
+        pytest.skip("async sessions arrived in Django 5.1")
+    session = SessionStore(make_session(7).session_key)
+    await session.aload()
+    signed_out = sid_of(session)
+    await session.aflush()
+    key = past_its_deadline(settings, monkeypatch)  # anonymous: user_id None
+
+    assert await SessionStore(key).aload() == {}
+
+    assert receiver.events == [
+        ("7", signed_out, "logout"),
+        (None, keys.session_id(key), "timeout"),
+    ]
