@@ -18,10 +18,27 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from django_redisstore import clients, keyspace
 
+from . import distributions as dists
 from .redis_servers import Cluster, RedisServer, RoundTrips, delete_keys
 
 _prefixes = itertools.count()
 CLUSTER_PASSWORD = "cluster-secret"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``python -m nox`` (``REDISSTORE_TEST_INSTALLED`` set), stop before any test unless
+    the package comes from site-packages: a run against the checkout's copy proves nothing
+    about the wheel."""
+    if os.environ.get("REDISSTORE_TEST_INSTALLED"):
+        problem = dists.import_problem()
+        if problem:
+            raise pytest.UsageError(problem)
+
+
+@pytest.fixture(scope="session")
+def distributions(tmp_path_factory: pytest.TempPathFactory) -> dists.Distributions:
+    """The wheel and sdist under test (see tests/distributions.py), built once per run."""
+    return dists.built(tmp_path_factory.mktemp("distributions"))
 
 
 @pytest.fixture(scope="session")
