@@ -49,6 +49,7 @@ TEST_DEPS = [
     "django-redis-sessions>=0.6",  # a source of `sessions import`
     "build>=1",  # the test cells build the sdist and the wheel they test
     "twine>=5",  # tests/test_distribution.py: twine check --strict
+    "docutils",  # tests/test_user_project.py reads the code blocks of README.rst
 ]
 
 

@@ -100,6 +100,13 @@ def source_files(directory: str) -> set[str]:
     return names
 
 
+def outside_env() -> dict[str, str]:
+    """This process's environment without what points Python or Django at this run: for a
+    process that must find everything where a user's would (an unpacked sdist, a new project)."""
+    drop = {*INSTALLED_VARIABLES, "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}
+    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("DJANGO_")}
+
+
 def import_problem() -> str | None:
     """Why the ``django_redisstore`` this process imported is not the installed one, or None."""
     imported = Path(django_redisstore.__file__).resolve().parent

@@ -4,14 +4,13 @@ that runs the test suite, metadata that ``twine check --strict`` accepts."""
 from __future__ import annotations
 
 import email.parser
-import os
 import re
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-from .distributions import CHECKOUT, INSTALLED_VARIABLES, PACKAGE, Distributions, source_files
+from .distributions import CHECKOUT, PACKAGE, Distributions, outside_env, source_files
 
 # What the sdist must hold for its tests to run, besides the package (checked file by file).
 SUITE_DIRECTORIES = ("tests", "testproject")
@@ -26,10 +25,13 @@ def metadata(distributions: Distributions) -> email.message.Message:
 
 def run_outside(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run Python in ``cwd`` with none of the variables that point the suite at a wheel."""
-    env = {k: v for k, v in os.environ.items() if k not in INSTALLED_VARIABLES}
-    env.pop("PYTHONPATH", None)
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, *args],
+        cwd=cwd,
+        env=outside_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -122,12 +124,10 @@ def test_the_tests_run_from_the_unpacked_sdist(
 
 
 def test_a_run_that_must_test_the_wheel_stops_when_it_imports_the_checkout() -> None:
-    env = {**os.environ, "REDISSTORE_TEST_INSTALLED": "1"}
-    env.pop("PYTHONPATH", None)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_smoke.py"],
         cwd=CHECKOUT,
-        env=env,
+        env=outside_env() | {"REDISSTORE_TEST_INSTALLED": "1"},
         capture_output=True,
         text=True,
         timeout=300,
