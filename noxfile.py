@@ -171,7 +171,10 @@ def run_tests(session: nox.Session, *pins: str) -> None:
         dist = Path(workdir) / "dist"
         # A stale egg-info would add the files its SOURCES.txt lists to the sdist.
         shutil.rmtree(ROOT / f"{PACKAGE}.egg-info", ignore_errors=True)
-        log = session.run("python", "-m", "build", "--outdir", str(dist), str(ROOT), silent=True)
+        # An install step: `nox --install-only` builds and installs too, then stops.
+        log = session.run_install(
+            "python", "-m", "build", "--outdir", str(dist), str(ROOT), silent=True
+        )
         (dist / "build.log").write_text(str(log))
         (wheel,) = dist.glob("*.whl")
         (sdist,) = dist.glob("*.tar.gz")
