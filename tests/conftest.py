@@ -20,6 +20,7 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from django_redisstore import clients, keyspace
 
+from . import distributions as dists
 from .django_versions import ALLOWED_SKIP, on_ci, skip_below
 from .redis_servers import (
     Cluster,
@@ -41,6 +42,13 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Under ``python -m nox`` (``REDISSTORE_TEST_INSTALLED`` set), stop before any test unless
+    the package comes from site-packages: a run against the checkout's copy proves nothing
+    about the wheel. Then SIGTERM and SIGHUP end the run as Ctrl-C does."""
+    if os.environ.get("REDISSTORE_TEST_INSTALLED"):
+        problem = dists.import_problem()
+        if problem:
+            raise pytest.UsageError(problem)
     if threading.current_thread() is threading.main_thread():
         for signum in INTERRUPTING:
             if signal.getsignal(signum) is signal.SIG_DFL:
@@ -53,6 +61,12 @@ def _nothing_left_behind() -> Iterator[None]:
     running and remove its directory (the same runs at interpreter exit, in case)."""
     yield
     stop_every_server()
+
+
+@pytest.fixture(scope="session")
+def distributions(tmp_path_factory: pytest.TempPathFactory) -> dists.Distributions:
+    """The wheel and sdist under test (see tests/distributions.py), built once per run."""
+    return dists.built(tmp_path_factory.mktemp("distributions"))
 
 
 @pytest.fixture(scope="session")
