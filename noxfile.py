@@ -270,8 +270,8 @@ def embedded_redis() -> list[str]:
 def bench(session: nox.Session) -> None:
     """The benchmark against the peers (bench/peers.py; arguments pass through, e.g. --quick).
 
-    Exit status 1 means a target of issue 12 was missed: the table says which; the run itself
-    went through.
+    Exit status 1 means a speed target (bench/README.rst) was missed: the table says which; the
+    run itself went through.
     """
     session.install("-r", "bench/requirements.txt")
     session.run("python", "bench/peers.py", *session.posargs, success_codes=[0, 1])

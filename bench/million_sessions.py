@@ -16,7 +16,7 @@ Run from the repository root::
 
 Needs ``redis-server`` and ``redis-cli`` on PATH (or ``REDIS_SERVER``), and the packages of the
 test suite. ``--repeat 3`` shows the best of three runs (on a busy machine). The figures in
-README.rst ("Operating sessions") come from this script.
+docs/command.rst ("How it scales") come from this script.
 """
 
 from __future__ import annotations

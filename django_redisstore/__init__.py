@@ -1,6 +1,7 @@
 """django-redisstore: Django sessions in Redis.
 
-Set ``SESSION_ENGINE = "django_redisstore.session"`` and ``REDISSTORE_URL``; see README.rst.
+Set ``SESSION_ENGINE = "django_redisstore.session"`` and ``REDISSTORE_URL``; see
+docs/installation.rst.
 
 The public API (anything else is private: its module docstring says so, and it may change):
 

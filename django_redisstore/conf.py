@@ -1,6 +1,6 @@
 """The settings of django-redisstore: one frozen, validated snapshot, rebuilt after a change.
 
-Private: no stable API (the settings themselves are documented in README.rst, "Settings").
+Private: no stable API (the settings themselves are documented in docs/settings.rst).
 
 Every setting is named ``REDISSTORE_*``; ``DEFAULTS`` states each default once. ``get()`` returns
 the current ``Snapshot``: every ``REDISSTORE_*`` setting parsed and validated, plus the few Django
@@ -156,7 +156,7 @@ def read(name: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The settings as of the last change: see README.rst, "Settings", for each one."""
+    """The settings as of the last change: see docs/settings.rst for each one."""
 
     URL: str | None
     CACHE_ALIAS: str | None

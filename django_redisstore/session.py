@@ -265,7 +265,7 @@ class SessionStore(SessionBase):
         """Prune the per-user index of entries whose session is gone (``manage.py clearsessions``).
 
         Redis expires the sessions themselves. The summary goes to the ``django_redisstore``
-        logger at INFO (see README.rst, "Operating sessions").
+        logger at INFO (see docs/command.rst, "clearsessions").
         """
         from .index import prune_indexes
 

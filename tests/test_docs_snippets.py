@@ -12,8 +12,10 @@ python
     remember-me form and view, the async helper). Blocks with calls at module level (they use a
     ``request`` or a user that only a running site has) are not run beyond their imports.
 settings
-    A python block whose statements are all imports and assignments to UPPER_CASE names. It is
-    executed into a namespace, where ``...`` in a list stands for the project's own entries.
+    A python block whose statements are all imports and assignments to UPPER_CASE names (``=``,
+    or ``+=`` as pasted at the end of a project's settings.py, which then starts from an empty
+    list). It is executed into a namespace, where ``...`` in a list stands for the project's
+    own entries.
     The dotted paths of ``INSTALLED_APPS``, ``MIDDLEWARE`` and ``SESSION_ENGINE`` must import.
     The other settings are put into effect over tests/settings.py with ``override_settings``
     (a block that picks a connection, by URL, cache, Sentinels or Cluster, replaces the tests'
@@ -21,8 +23,9 @@ settings
     django_redisstore but those the block declares (``.. snippet: checks ID (reason)``). A
     ``LOGGING`` dict must keep Django's loggers (``"disable_existing_loggers": False``).
 urls
-    A python block that assigns ``urlpatterns``: executed as a URLconf of its own; every named
-    pattern is reversed and the path resolved back to the same view.
+    A python block that assigns ``urlpatterns`` (or extends it with ``+=``, from an empty list):
+    executed as a URLconf of its own; every named pattern is reversed and the path resolved
+    back to the same view.
 command
     A ``shell`` or ``console`` block, or a ``::`` block whose lines start with ``$``: each
     command (continuation lines joined, comments dropped, ``&&`` split) is checked against what
@@ -41,12 +44,11 @@ skipped
     A block right after a ``.. snippet: skip REASON`` comment: never run, counted, and its
     reason shown by ``test_census``.
 
-Files that this test's branch does not edit (README.rst and bench/README.rst, rewritten by
-other branches meanwhile) get their markers from ``MARKS`` instead of a comment; move them
-into the files as ``.. snippet:`` comments when next editing those. A block that README.rst
-still has wrong while other branches edit it is listed in
-``KNOWN_STALE`` with the reason; it must fail (strict xfail), so the entry goes once the block
-is fixed, and an entry that matches no block fails ``test_known_stale_entries_match``.
+A file that cannot carry a comment yet (one another branch is rewriting) gets its markers from
+``MARKS`` instead; move them into the file as ``.. snippet:`` comments when next editing it. A
+block known to be wrong while another branch fixes it is listed in ``KNOWN_STALE`` with the
+reason; it must fail (strict xfail), so the entry goes once the block is fixed, and an entry
+that matches no block fails ``test_known_stale_entries_match``.
 """
 
 from __future__ import annotations
@@ -94,29 +96,11 @@ CONNECTIONS = (
 MARKER = re.compile(r"snippet:\s*(skip|checks)\b\s*(.*)", re.DOTALL)
 CHECK_ID = re.compile(r"django_redisstore\.[EWI]\d{3}")
 
-#: (file, text found in the block) -> why the block is still wrong. README.rst is being
-#: rewritten by other branches; these are fixed when it is shrunk to the front door.
-KNOWN_STALE = {
-    ("README.rst", '"loggers": {"django_redisstore"'): (
-        'README\'s LOGGING lacks "disable_existing_loggers": False (docs/command.rst has it)'
-    ),
-}
+#: (file, text found in the block) -> why the block is still wrong (none now).
+KNOWN_STALE: dict[tuple[str, str], str] = {}
 
-#: (file, text found in the block) -> the marker its file would carry as a comment.
-MARKS = {
-    ("README.rst", '"ca_file": "/etc/ssl/redis/ca.crt"'): (
-        "checks",
-        "django_redisstore.E034 (example certificate paths, which CI does not have)",
-    ),
-    ("README.rst", "class StaffUserAdmin(UserSessionsAdminMixin"): (
-        "skip",
-        "a site's own admin module (its models, its AdminSite); test_admin.py runs the mixin",
-    ),
-    ("bench/README.rst", "[--engines ...] [--workloads ...]"): (
-        "skip",
-        "a synopsis with placeholders ([--engines ...]), not a command",
-    ),
-}
+#: (file, text found in the block) -> the marker its file would carry as a comment (none now).
+MARKS: dict[tuple[str, str], tuple[str, str]] = {}
 
 
 def _listed(table: dict[tuple[str, str], Any], path: Path, text: str) -> Any:
@@ -216,10 +200,27 @@ class Block:
         return "output"
 
 
+def _targets(node: ast.stmt) -> list[ast.expr] | None:
+    """The names a statement assigns (``=`` or ``+=``), or None for any other statement."""
+    if isinstance(node, ast.Assign):
+        return node.targets
+    if isinstance(node, ast.AugAssign) and isinstance(node.op, ast.Add):
+        return [node.target]
+    return None
+
+
+def _extended(tree: ast.Module) -> set[str]:
+    """The names a block extends with ``+=``: a pasted block adds to the project's lists."""
+    return {
+        node.target.id
+        for node in tree.body
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name)
+    }
+
+
 def _assigns(tree: ast.Module, name: str) -> bool:
     return any(
-        isinstance(node, ast.Assign) and any(getattr(t, "id", "") == name for t in node.targets)
-        for node in tree.body
+        any(getattr(t, "id", "") == name for t in _targets(node) or []) for node in tree.body
     )
 
 
@@ -227,9 +228,8 @@ def _is_settings(tree: ast.Module) -> bool:
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             continue
-        if isinstance(node, ast.Assign) and all(
-            isinstance(t, ast.Name) and t.id.isupper() for t in node.targets
-        ):
+        targets = _targets(node)
+        if targets and all(isinstance(t, ast.Name) and t.id.isupper() for t in targets):
             continue
         return False
     return True
@@ -340,7 +340,7 @@ def _merged(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_settings(block: Block) -> None:
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {name: [] for name in _extended(ast.parse(block.text))}
     exec(compile(block.text, block.name, "exec"), namespace)
     values = _merged({k: v for k, v in namespace.items() if k.isupper()})
     for app in values.pop("INSTALLED_APPS", []):
@@ -378,6 +378,7 @@ def _patterns(patterns: list[Any], namespace: str = "") -> Iterator[tuple[str, U
 
 def check_urls(block: Block) -> None:
     urlconf = types.ModuleType(f"snippet_urls_{block.line}")
+    urlconf.urlpatterns = []  # what a pasted ``urlpatterns += [...]`` extends
     exec(compile(block.text, block.name, "exec"), urlconf.__dict__)
     # ``...`` in a urlpatterns list stands for the site's own patterns.
     urlconf.urlpatterns = [p for p in urlconf.urlpatterns if p is not Ellipsis]
@@ -527,9 +528,9 @@ STALE_CLAIMS = {
     r"and so are expired ones": "import never reads expired sessions (importers.py)",
     r"No visitor lost a visit": "the load test's page no longer counts visits",
 }
-#: Files that still hold some of them, fixed when README.rst is rewritten (strict: an entry
-#: must go once its file is clean).
-STALE_FILES = {"README.rst", "bench/README.rst"}
+#: Files that still hold some of them while another branch fixes them (strict: an entry must go
+#: once its file is clean; none now).
+STALE_FILES: set[str] = set()
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from django_redisstore.conf import conf
 from testproject.redis_process import RedisServer, RedisServerNotFound, find_redis_server
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-#: The demo's pages, with what each shows (the banner and README's Quick start list them).
+#: The demo's pages, with what each shows (the banner and CONTRIBUTING.rst list them).
 PAGES = [
     ("/", "this session's data"),
     ("/accounts/login/", 'sign in, with "Remember me"'),
