@@ -179,8 +179,10 @@ def run_tests(session: nox.Session, *pins: str) -> None:
         (dist / "build.log").write_text(str(log))
         (wheel,) = dist.glob("*.whl")
         (sdist,) = dist.glob("*.tar.gz")
-        # The version number stays the same from build to build: reinstall. The pins above
-        # already satisfy the wheel's dependencies.
+        # First the wheel's own dependencies (orjson, zstandard...; the pins above stay, as they
+        # satisfy the rest), then the wheel itself again: its version number stays the same
+        # from build to build, so pip would keep an older build.
+        session.install(str(wheel))
         session.install("--force-reinstall", "--no-deps", str(wheel))
         with tarfile.open(sdist) as archive:
             archive.extractall(workdir, filter="data")
