@@ -135,8 +135,14 @@ def _config_key() -> tuple[Any, ...]:
 
 
 def _tls_options() -> dict[str, Any]:
-    """``REDISSTORE_TLS`` under redis-py's names (without ``ssl``: callers add it if needed)."""
-    options: dict[str, Any] = {}
+    """``REDISSTORE_TLS`` under redis-py's names (without ``ssl``: callers add it if needed).
+
+    Hostnames are checked whenever TLS is on (``REDISSTORE_TLS`` or a ``rediss://`` URL) unless
+    ``check_hostname`` is False: redis-py 5 does not check them by default, 6 and later do.
+    """
+    if conf.TLS is None and not (conf.URL or "").startswith("rediss://"):
+        return {}
+    options: dict[str, Any] = {"ssl_check_hostname": True}
     for key, value in (conf.TLS or {}).items():
         if key not in TLS_OPTIONS:
             raise ImproperlyConfigured(
