@@ -157,6 +157,44 @@ def test_middleware_answers_503_when_the_save_after_the_view_fails(
     assert django_settings.SESSION_COOKIE_NAME not in response.cookies
 
 
+def touch_user(get_response: Any) -> Any:
+    """A middleware that reads the session before the view, as many do through ``request.user``
+    (a "last seen" stamp, a per-user feature flag)."""
+
+    def middleware(request: Any) -> Any:
+        request.user.is_authenticated  # noqa: B018 (loads the session)
+        return get_response(request)
+
+    return middleware
+
+
+#: Session middleware, then middlewares that read the session before any view runs.
+READ_BEFORE_VIEW = {
+    "request.user": [*MIDDLEWARE_503, "tests.test_policy.touch_user"],
+    "CSRF_USE_SESSIONS": [*MIDDLEWARE_503, "django.middleware.csrf.CsrfViewMiddleware"],
+}
+
+
+@pytest.mark.parametrize("stack", sorted(READ_BEFORE_VIEW))
+def test_middleware_answers_503_when_a_middleware_reads_the_session_before_the_view(
+    proxy: TcpProxy, settings: Any, stack: str
+) -> None:
+    settings.MIDDLEWARE = READ_BEFORE_VIEW[stack]
+    settings.CSRF_USE_SESSIONS = True
+    key = saved_key(a="1")
+    # Django made a 500 inside the stack first, and reports it: the test client would re-raise.
+    client = Client(raise_request_exception=False)
+    client.cookies[django_settings.SESSION_COOKIE_NAME] = key
+    proxy.set_mode(REFUSE)
+    response = client.get("/read/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.content.decode() == PAGE
+    assert_cookie_kept(response, key)
+    proxy.set_mode(FORWARD)
+    assert json.loads(client.get("/read/").content) == {"a": "1"}
+
+
 # Opt-in degraded mode: anonymous ---------------------------------------------------------------
 
 
@@ -342,10 +380,15 @@ def test_clients_follow_the_retries_setting(settings: Any) -> None:
 
 
 @needs_async_sessions
-async def test_middleware_answers_503_under_asgi_too(proxy: TcpProxy, settings: Any) -> None:
-    settings.MIDDLEWARE = MIDDLEWARE_503
+@pytest.mark.parametrize("read_by", ["view", "middleware"])
+async def test_middleware_answers_503_under_asgi_too(
+    proxy: TcpProxy, settings: Any, read_by: str
+) -> None:
+    # Read by the view, or first by a middleware before it (Django made a 500 of that first,
+    # and reports it: the test client would re-raise it).
+    settings.MIDDLEWARE = MIDDLEWARE_503 if read_by == "view" else READ_BEFORE_VIEW["request.user"]
     key = saved_key(a="1")
-    client = AsyncClient(raise_request_exception=True)
+    client = AsyncClient(raise_request_exception=read_by == "view")
     client.cookies[django_settings.SESSION_COOKIE_NAME] = key
     proxy.set_mode(REFUSE)
     response = await client.get("/read/")
