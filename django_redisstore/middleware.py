@@ -29,6 +29,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.cache import patch_vary_headers
 
 from .conf import conf
 from .devices import (
@@ -110,6 +111,13 @@ class RedisUnavailableMiddleware(SessionMiddleware):
         outage = getattr(request, _OUTAGE, None)
         if outage is not None:  # a middleware inside this one failed to read the session
             return unavailable_response(outage)
+        session = getattr(request, "session", None)
+        if getattr(session, "degraded", False):
+            # Served without its session ("anonymous"): nothing to save, and the cookie stays as
+            # the browser has it. SESSION_SAVE_EVERY_REQUEST would have SessionMiddleware re-send
+            # it with the default age, which is not the stored session's.
+            patch_vary_headers(response, ("Cookie",))
+            return response
         try:
             return super().process_response(request, response)
         except ConnectionInterrupted as e:

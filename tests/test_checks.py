@@ -314,3 +314,21 @@ def test_error_reports_show_the_url_password_and_mask_the_options_one(settings: 
 
     assert "hunter2-url" in shown["REDISSTORE_URL"]
     assert shown["REDISSTORE_CONNECTION_OPTIONS"]["password"] != "hunter2-options"
+
+
+@pytest.mark.parametrize(
+    ("session_middleware", "save_every_request", "expected"),
+    [
+        ("django.contrib.sessions.middleware.SessionMiddleware", True, ["django_redisstore.W012"]),
+        ("django.contrib.sessions.middleware.SessionMiddleware", False, []),
+        ("django_redisstore.middleware.RedisUnavailableMiddleware", True, []),
+    ],
+)
+def test_w012_anonymous_mode_saving_every_request_needs_the_503_middleware(
+    settings: Any, session_middleware: str, save_every_request: bool, expected: list[str]
+) -> None:
+    settings.REDISSTORE_URL = "redis://127.0.0.1:6379/1"
+    settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
+    settings.SESSION_SAVE_EVERY_REQUEST = save_every_request
+    settings.MIDDLEWARE = [session_middleware]
+    assert _ids() == expected

@@ -237,6 +237,36 @@ def test_anonymous_mode_never_saves_even_when_redis_is_back_before_the_save(
     assert redis_client.get(name) == stored
 
 
+def test_anonymous_mode_with_save_every_request_leaves_the_cookie_and_record_alone(
+    proxy: TcpProxy, settings: Any, redis_client: redis.Redis
+) -> None:
+    # SessionMiddleware would re-send the cookie with the default age (two weeks) for a session
+    # that the browser keeps for one hour: RedisUnavailableMiddleware sends no cookie at all.
+    settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
+    settings.SESSION_SAVE_EVERY_REQUEST = True
+    settings.MIDDLEWARE = MIDDLEWARE_503
+    session = SessionStore()
+    session["a"] = "1"
+    session.set_expiry(3600)
+    session.save()
+    key = session.session_key or ""
+    name = keys.session_name(keys.session_id(key))
+    stored, ttl = redis_client.get(name), redis_client.ttl(name)
+    client = cookie_client(key)
+    proxy.set_mode(REFUSE)
+    response = client.get("/write/", {"b": "2"})
+    assert response.status_code == 200
+    assert json.loads(response.content) == {"b": "2"}
+    assert django_settings.SESSION_COOKIE_NAME not in response.cookies
+    assert "Cookie" in response["Vary"]
+    proxy.set_mode(FORWARD)
+    assert redis_client.get(name) == stored
+    assert 0 < redis_client.ttl(name) <= ttl
+    response = client.get("/read/")  # Redis is back: saved every request, with its own age
+    assert json.loads(response.content) == {"a": "1", "_session_expiry": 3600}
+    assert 3590 < response.cookies[django_settings.SESSION_COOKIE_NAME]["max-age"] <= 3600
+
+
 @pytest.mark.parametrize("operation", ["flush", "cycle_key", "create"])
 def test_anonymous_mode_refuses_to_end_or_rekey_a_session_it_could_not_read(
     proxy: TcpProxy, settings: Any, redis_client: redis.Redis, operation: str
