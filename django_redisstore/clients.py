@@ -24,6 +24,7 @@ from typing import Any
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
@@ -169,7 +170,9 @@ def _retry(module: Any) -> Any:
     # A broken connection (Redis restarted, a proxy cut it) is re-dialled REDISSTORE_RETRIES
     # times with a short backoff, never endlessly. Timeouts are not retried: a server that
     # stalled past SOCKET_TIMEOUT will not answer 20 ms later, and each retry would add a whole
-    # timeout to the time the request hangs.
+    # timeout to the time the request hangs. Not for a client borrowed through
+    # REDISSTORE_CACHE_ALIAS: redis-py keeps retries on the pool's connections, which are the
+    # cache's, so the cache's settings govern them (for the cache and the sessions alike).
     return module.retry.Retry(
         ExponentialBackoff(cap=0.2, base=0.02),
         conf.RETRIES,
@@ -266,7 +269,8 @@ def _new_async_client() -> Any:
         return redis.asyncio.Redis.from_url(
             _url(), retry=_retry(redis.asyncio), **_client_options()
         )
-    # Borrow the address and options of the sync client (django-redis has no async pool).
+    # Borrow the address and options of the sync client (django-redis has no async pool), and
+    # its retries: REDISSTORE_RETRIES does not apply to the cache's connections (see _retry).
     pool = get_client().connection_pool
     kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in _SHARED_KWARGS}
     sync_class = pool.connection_class.__name__
@@ -276,8 +280,13 @@ def _new_async_client() -> Any:
             f"the async API cannot reuse a {sync_class} connection from REDISSTORE_CACHE_ALIAS; "
             "set REDISSTORE_URL instead"
         )
+    borrowed_retry = pool.connection_kwargs.get("retry")
+    if borrowed_retry is not None:  # the cache's retries, as its sync connections have them
+        kwargs["retry"] = redis.asyncio.retry.Retry(
+            borrowed_retry._backoff, borrowed_retry._retries, borrowed_retry._supported_errors
+        )
     async_pool = redis.asyncio.ConnectionPool(connection_class=connection_class, **kwargs)
-    return redis.asyncio.Redis(connection_pool=async_pool, retry=_retry(redis.asyncio))
+    return redis.asyncio.Redis(connection_pool=async_pool)
 
 
 def get_client() -> Any:

@@ -15,7 +15,10 @@ import django
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.core.cache import caches
 from django.test import AsyncClient, Client
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from django_redisstore import clients, codec, keys
 from django_redisstore.exceptions import ConnectionInterrupted, SessionTooLarge
@@ -340,6 +343,50 @@ async def test_async_broken_connections_are_redialled_a_bounded_number_of_times(
     # redis-py 5 dials a new connection outside its retry loop: a reset handshake is not redialled.
     least = retries + 1 if redis.VERSION >= (6,) else 1
     assert least <= proxy.accepted <= (retries + 1) ** 2
+
+
+@pytest.fixture
+def borrowed(proxy: TcpProxy, settings: Any) -> TcpProxy:
+    """The engine on a django-redis cache's client (REDISSTORE_CACHE_ALIAS) through the proxy:
+    the cache retries once, REDISSTORE_RETRIES says 5."""
+    settings.REDISSTORE_URL = None
+    settings.REDISSTORE_CACHE_ALIAS = "sessions"
+    settings.REDISSTORE_RETRIES = 5
+    pool_options = {"retry": Retry(NoBackoff(), 1), "socket_connect_timeout": 0.3}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "sessions": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{proxy.port}/0",
+            "OPTIONS": {"CONNECTION_POOL_KWARGS": pool_options},
+        },
+    }
+    return proxy
+
+
+def test_a_borrowed_client_retries_as_its_cache_says_not_as_redisstore_retries(
+    borrowed: TcpProxy,
+) -> None:
+    # The pool and its connections are the cache's: their retries are the cache's (one), for
+    # the cache and the sessions alike. REDISSTORE_RETRIES (5) would dial at least 6 times.
+    assert clients.get_client() is caches["sessions"].client.get_client(write=True)  # type: ignore[attr-defined]
+    borrowed.set_mode(REFUSE)
+    with pytest.raises(ConnectionInterrupted, match="unreachable"):
+        SessionStore("a" * 32).load()
+    least = 2 if redis.VERSION >= (6,) else 1  # as in the test of REDISSTORE_RETRIES above
+    assert least <= borrowed.accepted <= (1 + 1) ** 2
+
+
+@needs_async_sessions
+async def test_a_borrowed_client_retries_as_its_cache_says_under_asgi_too(
+    borrowed: TcpProxy,
+) -> None:
+    # The async API opens a pool of its own to the cache's server, with the cache's retries.
+    borrowed.set_mode(REFUSE)
+    with pytest.raises(ConnectionInterrupted, match="unreachable"):
+        await SessionStore("a" * 32).aload()
+    least = 2 if redis.VERSION >= (6,) else 1
+    assert least <= borrowed.accepted <= (1 + 1) ** 2
 
 
 @needs_async_sessions
