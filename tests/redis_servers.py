@@ -584,6 +584,8 @@ def topology_server(
 
 def topology_certificates(tls: bool) -> dict[str, Path] | None:
     """The certificates of a topology over TLS (in a directory of their own), or None."""
+    import tempfile  # here: the module's own imports move to testproject/redis_process.py
+
     return make_certificates(Path(tempfile.mkdtemp(prefix="redisstore-tls-"))) if tls else None
 
 

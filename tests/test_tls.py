@@ -86,8 +86,11 @@ def test_a_plain_url_with_tls_settings_is_refused(settings: Any, tls_server: TLS
 
 
 @pytest.fixture(scope="module")
-def misnamed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
-    """A TLS server whose certificate (from a trusted authority) names another host only."""
+def misnamed_server(
+    tls_server: TLSServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TLSServer]:
+    """A TLS server whose certificate (from a trusted authority) names another host only (it
+    needs what ``tls_server`` needs, and is skipped with it)."""
     certificates = make_certificates(tmp_path_factory.mktemp("misnamed"), "DNS:elsewhere.invalid")
     with TLSServer(certificates=certificates) as server:
         yield server

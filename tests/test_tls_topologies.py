@@ -21,6 +21,9 @@ from .conftest import CLUSTER_PASSWORD
 from .contract import Contract
 from .redis_servers import Cluster, SentinelGroup, delete_keys, tls_client_options
 from .test_sentinel import primary_client, use_sentinels
+from .test_tls import tls_server  # noqa: F401 (a fixture: where it is skipped, so is this module)
+
+pytestmark = pytest.mark.usefixtures("tls_server")
 
 
 def tls_setting(certificates: dict[str, Path] | None) -> dict[str, str]:
