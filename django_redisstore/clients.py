@@ -17,6 +17,7 @@ Sending calls is ``flows``' business; walking the keyspace, ``keyspace``'s.
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 import weakref
 from typing import Any
@@ -283,7 +284,9 @@ def _new_async_client() -> Any:
     borrowed_retry = pool.connection_kwargs.get("retry")
     if borrowed_retry is not None:  # the cache's retries, as its sync connections have them
         kwargs["retry"] = redis.asyncio.retry.Retry(
-            borrowed_retry._backoff, borrowed_retry._retries, borrowed_retry._supported_errors
+            copy.deepcopy(borrowed_retry._backoff),  # a backoff may keep state
+            borrowed_retry._retries,
+            borrowed_retry._supported_errors,
         )
     async_pool = redis.asyncio.ConnectionPool(connection_class=connection_class, **kwargs)
     return redis.asyncio.Redis(connection_pool=async_pool)
