@@ -431,6 +431,7 @@ def check_failure_policy(**kwargs: Any) -> list[CheckMessage]:
                 id="django_redisstore.E010",
             )
         )
+    errors.extend(_degraded_cookie(policy))
     for name, minimum in (("RETRIES", 0), ("RETRY_AFTER", 0), ("MAX_SIZE", 1)):
         value = raw(name)
         if name == "MAX_SIZE" and value is None:
@@ -467,6 +468,26 @@ def check_sessions_limit(**kwargs: Any) -> list[CheckMessage]:
         except ImproperlyConfigured as e:
             errors.append(Error(str(e), hint=hint, id=check_id))
     return errors
+
+
+def _degraded_cookie(policy: Any) -> list[CheckMessage]:
+    """W012: a request served without its session would get its cookie re-sent, with the
+    default age, by Django's ``SessionMiddleware`` under ``SESSION_SAVE_EVERY_REQUEST``."""
+    plain = "django.contrib.sessions.middleware.SessionMiddleware"
+    if policy != "anonymous" or not getattr(settings, "SESSION_SAVE_EVERY_REQUEST", False):
+        return []
+    if plain not in getattr(settings, "MIDDLEWARE", ()):
+        return []
+    return [
+        Warning(
+            "REDISSTORE_ON_REDIS_ERROR is 'anonymous' and SESSION_SAVE_EVERY_REQUEST is True: "
+            "while Redis is down, Django's SessionMiddleware re-sends the session cookie with "
+            "the default age, not the session's own.",
+            hint=f"Use 'django_redisstore.middleware.RedisUnavailableMiddleware' in place of "
+            f"{plain!r}: it leaves the cookie as it is.",
+            id="django_redisstore.W012",
+        )
+    ]
 
 
 def check_durability(**kwargs: Any) -> list[CheckMessage]:

@@ -17,6 +17,7 @@ Sending calls is ``flows``' business; walking the keyspace, ``keyspace``'s.
 from __future__ import annotations
 
 import asyncio
+import copy
 import re
 import threading
 import weakref
@@ -25,6 +26,7 @@ from typing import Any
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
@@ -136,8 +138,14 @@ def _config_key() -> tuple[Any, ...]:
 
 
 def _tls_options() -> dict[str, Any]:
-    """``REDISSTORE_TLS`` under redis-py's names (without ``ssl``: callers add it if needed)."""
-    options: dict[str, Any] = {}
+    """``REDISSTORE_TLS`` under redis-py's names (without ``ssl``: callers add it if needed).
+
+    Hostnames are checked whenever TLS is on (``REDISSTORE_TLS`` or a ``rediss://`` URL) unless
+    ``check_hostname`` is False: redis-py 5 does not check them by default, 6 and later do.
+    """
+    if conf.TLS is None and not (conf.URL or "").startswith("rediss://"):
+        return {}
+    options: dict[str, Any] = {"ssl_check_hostname": True}
     for key, value in (conf.TLS or {}).items():
         if key not in TLS_OPTIONS:
             raise ImproperlyConfigured(
@@ -164,7 +172,9 @@ def _retry(module: Any) -> Any:
     # A broken connection (Redis restarted, a proxy cut it) is re-dialled REDISSTORE_RETRIES
     # times with a short backoff, never endlessly. Timeouts are not retried: a server that
     # stalled past SOCKET_TIMEOUT will not answer 20 ms later, and each retry would add a whole
-    # timeout to the time the request hangs.
+    # timeout to the time the request hangs. Not for a client borrowed through
+    # REDISSTORE_CACHE_ALIAS: redis-py keeps retries on the pool's connections, which are the
+    # cache's, so the cache's settings govern them (for the cache and the sessions alike).
     return module.retry.Retry(
         ExponentialBackoff(cap=0.2, base=0.02),
         conf.RETRIES,
@@ -261,7 +271,8 @@ def _new_async_client() -> Any:
         return redis.asyncio.Redis.from_url(
             _url(), retry=_retry(redis.asyncio), **_client_options()
         )
-    # Borrow the address and options of the sync client (django-redis has no async pool).
+    # Borrow the address and options of the sync client (django-redis has no async pool), and
+    # its retries: REDISSTORE_RETRIES does not apply to the cache's connections (see _retry).
     pool = get_client().connection_pool
     kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in _SHARED_KWARGS}
     sync_class = pool.connection_class.__name__
@@ -271,8 +282,15 @@ def _new_async_client() -> Any:
             f"the async API cannot reuse a {sync_class} connection from REDISSTORE_CACHE_ALIAS; "
             "set REDISSTORE_URL instead"
         )
+    borrowed_retry = pool.connection_kwargs.get("retry")
+    if borrowed_retry is not None:  # the cache's retries, as its sync connections have them
+        kwargs["retry"] = redis.asyncio.retry.Retry(
+            copy.deepcopy(borrowed_retry._backoff),  # a backoff may keep state
+            borrowed_retry._retries,
+            borrowed_retry._supported_errors,
+        )
     async_pool = redis.asyncio.ConnectionPool(connection_class=connection_class, **kwargs)
-    return redis.asyncio.Redis(connection_pool=async_pool, retry=_retry(redis.asyncio))
+    return redis.asyncio.Redis(connection_pool=async_pool)
 
 
 def get_client() -> Any:

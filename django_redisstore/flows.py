@@ -13,9 +13,10 @@ APIs share all but the socket; ``run_all`` drives many flows in lockstep (``sess
 non-transactional pipeline, one round trip either way. On a cluster such a pipeline may span
 several primaries (redis-py sends each its share at once); that is safe because every call
 touches one key (see ``keys``). They also add the ``WAIT`` that ``REDISSTORE_WAIT_REPLICAS``
-asks for, re-send a script the server has forgotten (NOSCRIPT) as ``EVAL``, and raise what
-redis-py reports as the engine's exceptions (``clients.translate_error``): with the scans and
-packed pipelines of ``keyspace``, the only code that talks to Redis.
+asks for (again on the new primary when a cluster's write was redirected by ``MOVED``),
+re-send a script the server has forgotten (NOSCRIPT) as ``EVAL``, and raise what redis-py
+reports as the engine's exceptions (``clients.translate_error``): with the scans and packed
+pipelines of ``keyspace``, the only code that talks to Redis.
 """
 
 from __future__ import annotations
@@ -171,6 +172,51 @@ def _pipeline(
     return pipe
 
 
+#: A write that changes nothing (a scratch key set and deleted at once) but is replicated: a
+#: ``WAIT`` behind it, on any connection, waits for everything its node did before it.
+_MARK = "redis.call('SET', KEYS[1], '1') redis.call('DEL', KEYS[1]) return 1"
+
+
+def _scratch_name(key: Any) -> str:
+    """A key name in the hash slot of ``key`` (its hash tag, or the whole name as a tag)."""
+    name = key.decode() if isinstance(key, bytes) else str(key)
+    start = name.find("{")
+    end = name.find("}", start + 1) if start != -1 else -1
+    tag = name[start + 1 : end] if end > start + 1 else name
+    return "{" + tag + "}:redisstore:wait"
+
+
+def _moved_wait(
+    client: Any, calls: Sequence[Call], wait: tuple[Any, ...], wait_options: dict[str, Any]
+) -> Any:
+    """The pipeline that waits again when the write's slot moved while the batch ran; or None.
+
+    redis-py follows a ``MOVED`` answer by sending the write again to the slot's new primary,
+    on a connection of its own: the batch's ``WAIT`` went to the old primary and waited for
+    nothing. The follow-up goes to the new one, behind a write that changes nothing, so that it
+    waits for that node's writes up to it, the redirected write among them.
+    """
+    node = wait_options.get("target_nodes") if wait else None
+    write = _first_write(calls)
+    if node is None or write is None:
+        return None
+    key = _key_of(write)
+    now = client.get_node_from_key(key)
+    if now.name == node.name:
+        return None
+    logger.info("Waiting for replicas on %s, where the write to %s moved", now.name, key)
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("EVAL", _MARK, 1, _scratch_name(key))
+    pipe.execute_command(*wait, target_nodes=now)
+    return pipe
+
+
+def _take_moved_wait(results: list[Any], replies: list[Any]) -> None:
+    """The follow-up's WAIT reply in place of the batch's (its mark's error, if it failed)."""
+    mark, acknowledged = replies
+    results[-1] = mark if isinstance(mark, Exception) else acknowledged
+
+
 def _unknown_scripts(calls: Sequence[Call], results: list[Any]) -> list[int]:
     """Where the server answered NOSCRIPT (a restart, a failover, a new node): those calls are
     sent again as EVAL, in a second pipeline that carries its own WAIT."""
@@ -188,6 +234,8 @@ def execute(client: Any, calls: Sequence[Call]) -> list[Any]:
             if again := _unknown_scripts(calls, results):
                 pipe = _evals(client, calls, again, wait, wait_options)
                 _take_eval_replies(results, again, pipe.execute(raise_on_error=False), wait)
+            if moved := _moved_wait(client, calls, wait, wait_options):
+                _take_moved_wait(results, moved.execute(raise_on_error=False))
     except REDIS_ERRORS as e:
         raise translate_error(client, e) from e
     return _replies(client, calls, results, wait)
@@ -247,6 +295,8 @@ async def aexecute(client: Any, calls: Sequence[Call]) -> list[Any]:
             if again := _unknown_scripts(calls, results):
                 pipe = _evals(client, calls, again, wait, wait_options)
                 _take_eval_replies(results, again, await pipe.execute(raise_on_error=False), wait)
+            if moved := _moved_wait(client, calls, wait, wait_options):
+                _take_moved_wait(results, await moved.execute(raise_on_error=False))
     except REDIS_ERRORS as e:
         raise translate_error(client, e) from e
     return _replies(client, calls, results, wait)

@@ -8,23 +8,28 @@ device record in every session a request reads: see ``devices`` (``device_of`` a
 Use it in ``MIDDLEWARE`` *in place of* ``django.contrib.sessions.middleware.SessionMiddleware``.
 It has to be the session middleware itself, not a second entry: Django turns an exception raised
 inside a middleware into a 500 response before the middleware around it sees it, and the session
-is saved inside ``SessionMiddleware``. As the session middleware it sees both places where Redis
-can fail: a view that reads the session (``process_exception``) and the save after the view
-(``process_response``). The answer is a plain ``503 Service Unavailable`` with ``Retry-After``:
-the user tries again in a moment and is still signed in, because neither the cookie nor the
-stored session was touched. (``django_redisstore.unavailable.RedisUnavailableMiddleware`` is
-the same class, under its first name.)
+is saved inside ``SessionMiddleware``. As the session middleware it sees every place where Redis
+can fail: a view that reads the session (``process_exception``), a middleware after it that
+reads the session before the view (the 500 Django makes of that error, which it logs, is
+replaced), and the save after the view (``process_response``). The answer is a plain
+``503 Service Unavailable`` with ``Retry-After``: the user tries again in a moment and is
+still signed in, because neither the cookie nor the stored session was touched.
+(``django_redisstore.unavailable.RedisUnavailableMiddleware`` is the same class, under its
+first name.)
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.contrib.sessions.middleware import SessionMiddleware
+from django.core.signals import got_request_exception
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils.cache import patch_vary_headers
 
 from .conf import conf
 from .devices import (
@@ -62,8 +67,40 @@ def unavailable_response(error: ConnectionInterrupted) -> HttpResponse:
     return response
 
 
+#: The request attribute where ``_note_outage`` leaves the error that became a 500.
+_OUTAGE = "_redisstore_outage"
+
+
+def _note_outage(sender: object, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    """Note on ``request`` a ``ConnectionInterrupted`` that Django is turning into a 500.
+
+    A middleware that reads the session before the view (``CsrfViewMiddleware`` with
+    ``CSRF_USE_SESSIONS``, ``LoginRequiredMiddleware``, anything touching ``request.user``)
+    raises outside the view, where no ``process_exception`` sees it: Django makes the 500
+    right there (and logs it), and ``RedisUnavailableMiddleware`` answers 503 in its place.
+    """
+    error = sys.exc_info()[1]
+    if request is not None and isinstance(error, ConnectionInterrupted):
+        setattr(request, _OUTAGE, error)
+
+
+got_request_exception.connect(_note_outage, dispatch_uid="django_redisstore.middleware.outage")
+
+
 class RedisUnavailableMiddleware(SessionMiddleware):
     """``SessionMiddleware`` that turns ``ConnectionInterrupted`` into an HTTP 503."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        try:
+            return super().__call__(request)  # a coroutine in async mode: see __acall__
+        except ConnectionInterrupted as e:  # Django's 500 page read the session too, and failed
+            return unavailable_response(e)
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        try:
+            return await super().__acall__(request)
+        except ConnectionInterrupted as e:
+            return unavailable_response(e)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, ConnectionInterrupted):
@@ -71,6 +108,16 @@ class RedisUnavailableMiddleware(SessionMiddleware):
         return None
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        outage = getattr(request, _OUTAGE, None)
+        if outage is not None:  # a middleware inside this one failed to read the session
+            return unavailable_response(outage)
+        session = getattr(request, "session", None)
+        if getattr(session, "degraded", False):
+            # Served without its session ("anonymous"): nothing to save, and the cookie stays as
+            # the browser has it. SESSION_SAVE_EVERY_REQUEST would have SessionMiddleware re-send
+            # it with the default age, which is not the stored session's.
+            patch_vary_headers(response, ("Cookie",))
+            return response
         try:
             return super().process_response(request, response)
         except ConnectionInterrupted as e:

@@ -91,6 +91,13 @@ class SessionStore(SessionBase):
     def modified(self, value: bool) -> None:
         self._modified = value
 
+    @property
+    def degraded(self) -> bool:
+        """Whether Redis failed this request's read and ``REDISSTORE_ON_REDIS_ERROR`` is
+        ``"anonymous"``: the request sees an empty session, nothing is saved, and
+        ``RedisUnavailableMiddleware`` leaves the cookie as it is."""
+        return self._degraded
+
     # State of the record this object last read or wrote (kept by the flows of ``storage``) ----
 
     def _forget_record(self) -> None:

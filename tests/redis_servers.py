@@ -109,11 +109,14 @@ class Cluster(Running):
     (SETSLOT IMPORTING/MIGRATING, MIGRATE key batches, SETSLOT NODE).
     """
 
-    def __init__(self, primaries: int = 3, password: str | None = None) -> None:
+    def __init__(self, primaries: int = 3, password: str | None = None, tls: bool = False) -> None:
         self.password = password
+        #: With ``tls``: the nodes speak TLS only, to clients and on the cluster bus.
+        self.certificates = topology_certificates(tls)
         auth = ("--masterauth", password) if password else ()  # requirepass: RedisServer
         self.servers = [
-            RedisServer(
+            topology_server(
+                self.certificates,
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", "2000",
@@ -239,6 +242,7 @@ class Cluster(Running):
 
     def stop(self) -> None:
         stop_all(self.servers)
+        remove_certificates(self.certificates)
 
 
 class SentinelGroup(Running):
@@ -248,14 +252,20 @@ class SentinelGroup(Running):
 
     service = "redisstore-test"
 
-    def __init__(self, password: str = "data-secret", sentinel_password: str = "s-secret") -> None:
+    def __init__(
+        self, password: str = "data-secret", sentinel_password: str = "s-secret", tls: bool = False
+    ) -> None:
         self.password = password
         self.sentinel_password = sentinel_password
+        #: With ``tls``: the servers and the Sentinels speak TLS only, among themselves too.
+        self.certificates = topology_certificates(tls)
         auth = ("--masterauth", password, "--repl-diskless-sync-delay", "0")
-        self.primary = RedisServer(*auth, password=password)
-        self.replica = RedisServer(
-            *auth, "--replicaof", "127.0.0.1", str(self.primary.port), password=password
-        )
+        self.primary = topology_server(self.certificates, *auth, password=password)
+        self.replica = topology_server(
+            self.certificates,
+            *auth, "--replicaof", "127.0.0.1", str(self.primary.port),
+            password=password,
+        )  # fmt: skip
         self.sentinels = [SentinelServer(self) for _ in range(3)]
 
     @property
@@ -303,6 +313,7 @@ class SentinelGroup(Running):
 
     def stop(self) -> None:
         stop_all([*self.sentinels, self.replica, self.primary])
+        remove_certificates(self.certificates)
 
 
 class SentinelServer(RedisServer):
@@ -310,10 +321,10 @@ class SentinelServer(RedisServer):
 
     def __init__(self, group: SentinelGroup) -> None:
         super().__init__(password=group.sentinel_password)
+        self.certificates = group.certificates
         self.config = self.directory / "sentinel.conf"
         self.config.write_text(
-            f"port {self.port}\n"
-            "bind 127.0.0.1\n"
+            self._listen() + "bind 127.0.0.1\n"
             f"dir {self.directory}\n"
             "logfile redis.log\n"
             f"requirepass {group.sentinel_password}\n"
@@ -323,6 +334,24 @@ class SentinelServer(RedisServer):
             f"sentinel down-after-milliseconds {group.service} 1000\n"
             f"sentinel failover-timeout {group.service} 3000\n"
         )
+
+    def _listen(self) -> str:
+        """The config lines of the port: over TLS, the TLS port only (and TLS to the servers)."""
+        files = self.certificates
+        if files is None:
+            return f"port {self.port}\n"
+        return (
+            f"port 0\ntls-port {self.port}\n"
+            f"tls-cert-file {files['server_cert']}\ntls-key-file {files['server_key']}\n"
+            f"tls-ca-cert-file {files['ca_file']}\ntls-auth-clients yes\ntls-replication yes\n"
+            f"tls-client-cert-file {files['cert_file']}\n"
+            f"tls-client-key-file {files['key_file']}\n"
+        )
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        if self.certificates is not None:
+            kwargs = {**tls_client_options(self.certificates), **kwargs}
+        return super().client(**kwargs)
 
     def command_line(self) -> list[str]:
         return [self.binary.path, str(self.config), "--sentinel"]
@@ -335,20 +364,19 @@ class TLSServer(RedisServer):
     certificate are made here with the ``openssl`` command line tool.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.certificates = make_certificates(self.directory)
+    def __init__(
+        self, *args: str, certificates: dict[str, Path] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # The servers of one topology share the certificates of one authority.
+        self.certificates = certificates or make_certificates(self.directory)
 
     @property
     def url(self) -> str:
         return f"rediss://127.0.0.1:{self.port}/0"
 
     def client(self, **kwargs: object) -> redis.Redis:
-        kwargs.setdefault("ssl", True)
-        kwargs.setdefault("ssl_ca_certs", str(self.certificates["ca_file"]))
-        kwargs.setdefault("ssl_certfile", str(self.certificates["cert_file"]))
-        kwargs.setdefault("ssl_keyfile", str(self.certificates["key_file"]))
-        return super().client(**kwargs)
+        return super().client(**{**tls_client_options(self.certificates), **kwargs})
 
     def command_line(self) -> list[str]:
         files = self.certificates
@@ -363,8 +391,13 @@ class TLSServer(RedisServer):
         ]  # fmt: skip
 
 
-def make_certificates(directory: Path) -> dict[str, Path]:
-    """A throwaway CA, and a server and a client certificate that it signs (EC P-256, 2 days)."""
+def make_certificates(
+    directory: Path, server_names: str = "IP:127.0.0.1,DNS:localhost"
+) -> dict[str, Path]:
+    """A throwaway CA, and a server and a client certificate that it signs (EC P-256, 2 days).
+
+    ``server_names`` is the server certificate's subjectAltName (another name than the one
+    clients dial makes a certificate that hostname checks refuse)."""
     openssl = shutil.which("openssl")
     if openssl is None:
         raise RuntimeError("The TLS tests need the openssl tool (apt-get install openssl)")
@@ -382,7 +415,7 @@ def make_certificates(directory: Path) -> dict[str, Path]:
         "-addext", "subjectKeyIdentifier=hash")  # fmt: skip
     leaf = "authorityKeyIdentifier=keyid,issuer\nkeyUsage=critical,digitalSignature\n"
     (directory / "server.ext").write_text(
-        leaf + "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        leaf + f"extendedKeyUsage=serverAuth\nsubjectAltName={server_names}\n"
     )
     (directory / "client.ext").write_text(leaf + "extendedKeyUsage=clientAuth\n")
     for name in ("server", "client"):
@@ -398,6 +431,50 @@ def make_certificates(directory: Path) -> dict[str, Path]:
         "server_cert": directory / "server.crt",
         "server_key": directory / "server.key",
     }
+
+
+def tls_client_options(certificates: dict[str, Path]) -> dict[str, object]:
+    """redis-py's keyword arguments for a client of servers made with ``certificates`` (the
+    tests' own clients: they trust the tests' authority whatever name a certificate holds)."""
+    return {
+        "ssl": True,
+        "ssl_check_hostname": False,
+        "ssl_ca_certs": str(certificates["ca_file"]),
+        "ssl_certfile": str(certificates["cert_file"]),
+        "ssl_keyfile": str(certificates["key_file"]),
+    }
+
+
+def tls_peer_args(certificates: dict[str, Path]) -> tuple[str, ...]:
+    """The arguments of a server of a topology over TLS: replication, the cluster bus and the
+    Sentinels' links use TLS too, with the client certificate (every peer requires one)."""
+    return (
+        "--tls-replication", "yes",
+        "--tls-cluster", "yes",
+        "--tls-client-cert-file", str(certificates["cert_file"]),
+        "--tls-client-key-file", str(certificates["key_file"]),
+    )  # fmt: skip
+
+
+def topology_server(
+    certificates: dict[str, Path] | None, *args: str, **kwargs: Any
+) -> RedisServer:
+    """A server of a Cluster or Sentinel group: plain, or over TLS only when ``certificates``."""
+    if certificates is None:
+        return RedisServer(*args, **kwargs)
+    return TLSServer(*args, *tls_peer_args(certificates), certificates=certificates, **kwargs)
+
+
+def topology_certificates(tls: bool) -> dict[str, Path] | None:
+    """The certificates of a topology over TLS (in a directory of their own), or None."""
+    import tempfile  # here: the module's own imports move to testproject/redis_process.py
+
+    return make_certificates(Path(tempfile.mkdtemp(prefix="redisstore-tls-"))) if tls else None
+
+
+def remove_certificates(certificates: dict[str, Path] | None) -> None:
+    if certificates is not None:
+        shutil.rmtree(certificates["ca_file"].parent, ignore_errors=True)
 
 
 class RoundTrips:

@@ -20,7 +20,7 @@ from redis.cluster import RedisCluster
 
 from django_redisstore import clients, keys, keyspace
 from django_redisstore.exceptions import ConnectionInterrupted
-from django_redisstore.scripts import SAVE
+from django_redisstore.scripts import ALL, SAVE
 from django_redisstore.session import SessionStore
 
 from .conftest import CLUSTER_PASSWORD
@@ -143,6 +143,67 @@ async def test_async_wait_replicas_waits_on_the_primary_of_the_session(
     assert {port: after[port] - before[port] for port in after} == {
         s.port: int(s is primary) for s in cluster.primaries
     }
+
+
+def moved_between_read_and_save(
+    cluster: Cluster, cluster_client: RedisCluster, session: SessionStore
+) -> tuple[RedisServer, RedisServer]:
+    """Move the session's slot to another primary after its read (the engine's slot map goes
+    stale: its save meets MOVED); returns (old primary, new primary)."""
+    name = stored_name(session)
+    source = primary_of(cluster, cluster_client, name)
+    target = next(s for s in cluster.primaries if s is not source)
+    with target.client() as client:
+        for script in ALL:  # no NOSCRIPT fallback there: one WAIT per batch to count
+            client.script_load(script.source)
+    cluster.move_slots([cluster_client.keyslot(name)], source, target)
+    return source, target
+
+
+@pytest.mark.parametrize("api", ["sync", pytest.param("async", marks=needs_async_api)])
+def test_wait_replicas_follows_a_write_redirected_by_moved(
+    settings: Any, cluster: Cluster, cluster_client: RedisCluster, api: str, caplog: Any
+) -> None:
+    settings.REDISSTORE_WAIT_REPLICAS = 1
+    session = SessionStore()
+    session["a"] = 1
+    session.save()
+    reader = SessionStore(session.session_key)
+
+    async def read_move_save() -> tuple[RedisServer, RedisServer]:
+        try:
+            assert await reader.aget("a") == 1
+            moved = moved_between_read_and_save(cluster, cluster_client, reader)
+            before.update({s.port: command_calls(s, "wait") for s in cluster.primaries})
+            await reader.aset("a", 2)
+            await reader.asave()
+            return moved
+        finally:
+            await clients.aclose()
+
+    before: dict[int, int] = {}
+    if api == "sync":
+        assert reader["a"] == 1
+        source, target = moved_between_read_and_save(cluster, cluster_client, reader)
+        before = {s.port: command_calls(s, "wait") for s in cluster.primaries}
+        reader["a"] = 2
+        reader.save()
+    else:
+        source, target = asyncio.run(read_move_save())
+    try:
+        after = {s.port: command_calls(s, "wait") for s in cluster.primaries}
+        waited = {port: after[port] - before[port] for port in after}
+        assert waited[target.port] == 1  # the node that took the write waited for it
+        assert "replicas acknowledged" not in caplog.text
+        name = stored_name(reader)
+        with target.client() as client:
+            replica_port = client.info("replication")["slave0"]["port"]
+        with redis.Redis(host="127.0.0.1", port=replica_port, password=CLUSTER_PASSWORD) as client:
+            client.execute_command("READONLY")
+            assert client.get(name) == cluster_client.get(name)  # WAIT returned: it is there
+        assert SessionStore(reader.session_key)["a"] == 2
+    finally:
+        cluster.move_slots([cluster_client.keyslot(stored_name(reader))], target, source)
 
 
 def test_unreachable_cluster_raises_connection_interrupted(settings: Any) -> None:

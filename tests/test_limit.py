@@ -8,7 +8,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import django
 import pytest
 import redis
 from django.contrib.auth import SESSION_KEY, alogin, login
@@ -26,6 +25,7 @@ from django_redisstore.flows import run_all
 from django_redisstore.session import SessionStore
 from django_redisstore.views import RememberMeLoginView
 
+from .django_versions import needs_async_api
 from .redis_servers import RoundTrips
 from .test_round_trips import warm_up
 from .threads import run_threads
@@ -242,7 +242,7 @@ def test_a_save_that_files_a_session_under_its_user_is_refused_too() -> None:
     assert not alive(session) and len(indexed()) == 2
 
 
-@pytest.mark.skipif(django.VERSION < (5, 0), reason="alogin() is new in Django 5.0")
+@pytest.mark.needs_django((5, 0), "django.contrib.auth.alogin()")
 @pytest.mark.usefixtures("refuse")
 async def test_refuse_makes_alogin_raise_too() -> None:
     for _ in range(2):
@@ -258,7 +258,7 @@ async def test_refuse_makes_alogin_raise_too() -> None:
     assert request.session.session_key is None
 
 
-@pytest.mark.skipif(django.VERSION < (5, 1), reason="async sessions arrived in Django 5.1")
+@needs_async_api
 async def test_end_oldest_on_the_async_api_sends_the_limit_event(
     ended: Events, settings: Any
 ) -> None:
@@ -274,7 +274,7 @@ async def test_end_oldest_on_the_async_api_sends_the_limit_event(
     assert ended == [("7", sid_of(first), "limit")]
 
 
-@pytest.mark.skipif(django.VERSION < (5, 1), reason="async sessions arrived in Django 5.1")
+@needs_async_api
 @pytest.mark.usefixtures("refuse")
 async def test_refuse_on_the_async_api_raises_and_deletes_the_refused_record() -> None:
     for _ in range(2):

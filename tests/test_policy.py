@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.core.cache import caches
 from django.test import AsyncClient, Client
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from django_redisstore import clients, codec, keys
 from django_redisstore.exceptions import ConnectionInterrupted, SessionTooLarge
@@ -153,6 +156,44 @@ def test_middleware_answers_503_when_the_save_after_the_view_fails(
     assert django_settings.SESSION_COOKIE_NAME not in response.cookies
 
 
+def touch_user(get_response: Any) -> Any:
+    """A middleware that reads the session before the view, as many do through ``request.user``
+    (a "last seen" stamp, a per-user feature flag)."""
+
+    def middleware(request: Any) -> Any:
+        request.user.is_authenticated  # noqa: B018 (loads the session)
+        return get_response(request)
+
+    return middleware
+
+
+#: Session middleware, then middlewares that read the session before any view runs.
+READ_BEFORE_VIEW = {
+    "request.user": [*MIDDLEWARE_503, "tests.test_policy.touch_user"],
+    "CSRF_USE_SESSIONS": [*MIDDLEWARE_503, "django.middleware.csrf.CsrfViewMiddleware"],
+}
+
+
+@pytest.mark.parametrize("stack", sorted(READ_BEFORE_VIEW))
+def test_middleware_answers_503_when_a_middleware_reads_the_session_before_the_view(
+    proxy: TcpProxy, settings: Any, stack: str
+) -> None:
+    settings.MIDDLEWARE = READ_BEFORE_VIEW[stack]
+    settings.CSRF_USE_SESSIONS = True
+    key = saved_key(a="1")
+    # Django made a 500 inside the stack first, and reports it: the test client would re-raise.
+    client = Client(raise_request_exception=False)
+    client.cookies[django_settings.SESSION_COOKIE_NAME] = key
+    proxy.set_mode(REFUSE)
+    response = client.get("/read/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.content.decode() == PAGE
+    assert_cookie_kept(response, key)
+    proxy.set_mode(FORWARD)
+    assert json.loads(client.get("/read/").content) == {"a": "1"}
+
+
 # Opt-in degraded mode: anonymous ---------------------------------------------------------------
 
 
@@ -193,6 +234,36 @@ def test_anonymous_mode_never_saves_even_when_redis_is_back_before_the_save(
     proxy.set_mode(FORWARD)
     session.save()
     assert redis_client.get(name) == stored
+
+
+def test_anonymous_mode_with_save_every_request_leaves_the_cookie_and_record_alone(
+    proxy: TcpProxy, settings: Any, redis_client: redis.Redis
+) -> None:
+    # SessionMiddleware would re-send the cookie with the default age (two weeks) for a session
+    # that the browser keeps for one hour: RedisUnavailableMiddleware sends no cookie at all.
+    settings.REDISSTORE_ON_REDIS_ERROR = "anonymous"
+    settings.SESSION_SAVE_EVERY_REQUEST = True
+    settings.MIDDLEWARE = MIDDLEWARE_503
+    session = SessionStore()
+    session["a"] = "1"
+    session.set_expiry(3600)
+    session.save()
+    key = session.session_key or ""
+    name = keys.session_name(keys.session_id(key))
+    stored, ttl = redis_client.get(name), redis_client.ttl(name)
+    client = cookie_client(key)
+    proxy.set_mode(REFUSE)
+    response = client.get("/write/", {"b": "2"})
+    assert response.status_code == 200
+    assert json.loads(response.content) == {"b": "2"}
+    assert django_settings.SESSION_COOKIE_NAME not in response.cookies
+    assert "Cookie" in response["Vary"]
+    proxy.set_mode(FORWARD)
+    assert redis_client.get(name) == stored
+    assert 0 < redis_client.ttl(name) <= ttl
+    response = client.get("/read/")  # Redis is back: saved every request, with its own age
+    assert json.loads(response.content) == {"a": "1", "_session_expiry": 3600}
+    assert 3590 < response.cookies[django_settings.SESSION_COOKIE_NAME]["max-age"] <= 3600
 
 
 @pytest.mark.parametrize("operation", ["flush", "cycle_key", "create"])
@@ -270,6 +341,50 @@ async def test_async_broken_connections_are_redialled_a_bounded_number_of_times(
     assert least <= proxy.accepted <= (retries + 1) ** 2
 
 
+@pytest.fixture
+def borrowed(proxy: TcpProxy, settings: Any) -> TcpProxy:
+    """The engine on a django-redis cache's client (REDISSTORE_CACHE_ALIAS) through the proxy:
+    the cache retries once, REDISSTORE_RETRIES says 5."""
+    settings.REDISSTORE_URL = None
+    settings.REDISSTORE_CACHE_ALIAS = "sessions"
+    settings.REDISSTORE_RETRIES = 5
+    pool_options = {"retry": Retry(NoBackoff(), 1), "socket_connect_timeout": 0.3}
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "sessions": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{proxy.port}/0",
+            "OPTIONS": {"CONNECTION_POOL_KWARGS": pool_options},
+        },
+    }
+    return proxy
+
+
+def test_a_borrowed_client_retries_as_its_cache_says_not_as_redisstore_retries(
+    borrowed: TcpProxy,
+) -> None:
+    # The pool and its connections are the cache's: their retries are the cache's (one), for
+    # the cache and the sessions alike. REDISSTORE_RETRIES (5) would dial at least 6 times.
+    assert clients.get_client() is caches["sessions"].client.get_client(write=True)  # type: ignore[attr-defined]
+    borrowed.set_mode(REFUSE)
+    with pytest.raises(ConnectionInterrupted, match="unreachable"):
+        SessionStore("a" * 32).load()
+    least = 2 if redis.VERSION >= (6,) else 1  # as in the test of REDISSTORE_RETRIES above
+    assert least <= borrowed.accepted <= (1 + 1) ** 2
+
+
+@needs_async_api
+async def test_a_borrowed_client_retries_as_its_cache_says_under_asgi_too(
+    borrowed: TcpProxy,
+) -> None:
+    # The async API opens a pool of its own to the cache's server, with the cache's retries.
+    borrowed.set_mode(REFUSE)
+    with pytest.raises(ConnectionInterrupted, match="unreachable"):
+        await SessionStore("a" * 32).aload()
+    least = 2 if redis.VERSION >= (6,) else 1
+    assert least <= borrowed.accepted <= (1 + 1) ** 2
+
+
 @needs_async_api
 async def test_async_stall_times_out_and_service_comes_back(proxy: TcpProxy) -> None:
     key = saved_key(a=1)
@@ -338,10 +453,15 @@ def test_clients_follow_the_retries_setting(settings: Any) -> None:
 
 
 @needs_async_api
-async def test_middleware_answers_503_under_asgi_too(proxy: TcpProxy, settings: Any) -> None:
-    settings.MIDDLEWARE = MIDDLEWARE_503
+@pytest.mark.parametrize("read_by", ["view", "middleware"])
+async def test_middleware_answers_503_under_asgi_too(
+    proxy: TcpProxy, settings: Any, read_by: str
+) -> None:
+    # Read by the view, or first by a middleware before it (Django made a 500 of that first,
+    # and reports it: the test client would re-raise it).
+    settings.MIDDLEWARE = MIDDLEWARE_503 if read_by == "view" else READ_BEFORE_VIEW["request.user"]
     key = saved_key(a="1")
-    client = AsyncClient(raise_request_exception=True)
+    client = AsyncClient(raise_request_exception=read_by == "view")
     client.cookies[django_settings.SESSION_COOKIE_NAME] = key
     proxy.set_mode(REFUSE)
     response = await client.get("/read/")

@@ -7,6 +7,7 @@ Both the data servers and the Sentinels have passwords, each its own: the settin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
 from .contract import Contract, index_members, stored_name
+from .django_versions import needs_async_api
 from .redis_servers import RoundTrips, SentinelGroup, delete_keys, wait_until
 
 #: Sentinel settings of the test topology (down after 1 s, failover timeout 3 s), plus the time
@@ -132,52 +134,103 @@ def test_unreachable_sentinels_raise_connection_interrupted(
     assert sentinel_group.sentinel_password not in message
 
 
-class Worker(threading.Thread):
-    """Requests of one signed-in session in a loop: read, increment, save.
+class Tally:
+    """What the requests of one signed-in session saw: read, increment, save, in a loop.
 
     Records when each request succeeded or was interrupted, and anything else that went wrong:
     an empty session for one that exists (a silent sign-out) or a lost increment.
     """
 
-    def __init__(self, key: str, stop: threading.Event) -> None:
-        super().__init__()
+    def __init__(self, key: str) -> None:
         self.key = key
-        self.stop = stop
         self.acknowledged = 0  # the last count whose save returned
         self.attempted = 0  # the count of a save that raised: it may or may not have landed
         self.successes: list[float] = []
         self.interruptions: list[str] = []
         self.failures: list[BaseException] = []
 
+    def next_count(self, stored: Any) -> int:
+        """The count to save after ``stored``, the one the session holds: never one older than
+        the last acknowledged save."""
+        if stored is None:
+            raise AssertionError(f"session {self.key} came back empty")
+        if stored not in (self.acknowledged, self.attempted):
+            raise AssertionError(f"count {stored}, saved {self.acknowledged}")
+        self.acknowledged = stored
+        self.attempted = stored + 1
+        return self.attempted
+
+    def saved(self) -> None:
+        self.acknowledged = self.attempted
+        self.successes.append(time.monotonic())
+
+
+class Worker(threading.Thread):
+    """Sync traffic: requests of one session in a loop, in a thread."""
+
+    def __init__(self, tally: Tally, stop: threading.Event) -> None:
+        super().__init__()
+        self.tally = tally
+        self.stop = stop
+
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                session = SessionStore(self.key)
-                if "n" not in session:
-                    raise AssertionError(f"session {self.key} came back empty")
-                count = session["n"]
-                if count not in (self.acknowledged, self.attempted):
-                    raise AssertionError(f"count {count}, saved {self.acknowledged}")
-                self.acknowledged = self.attempted = count
-                session["n"] = self.attempted = count + 1
+                session = SessionStore(self.tally.key)
+                session["n"] = self.tally.next_count(session.get("n"))
                 session.save()
-                self.acknowledged = count + 1
-                self.successes.append(time.monotonic())
+                self.tally.saved()
             except ConnectionInterrupted as e:
-                self.interruptions.append(str(e))
+                self.tally.interruptions.append(str(e))
                 self.stop.wait(0.05)  # as a client would before trying again
             except BaseException as e:
-                self.failures.append(e)
+                self.tally.failures.append(e)
                 return
 
 
+class AsyncWorkers(threading.Thread):
+    """Async traffic: the requests of every session in a loop, as tasks of one event loop
+    (``redis.asyncio`` through Sentinel), in a thread of its own."""
+
+    def __init__(self, tallies: list[Tally], stop: threading.Event) -> None:
+        super().__init__()
+        self.tallies = tallies
+        self.stop = stop
+
+    def run(self) -> None:
+        asyncio.run(self._all())
+
+    async def _all(self) -> None:
+        try:
+            await asyncio.gather(*(self._one(tally) for tally in self.tallies))
+        finally:
+            await clients.aclose()
+
+    async def _one(self, tally: Tally) -> None:
+        while not self.stop.is_set():
+            try:
+                session = SessionStore(tally.key)
+                await session.aset("n", tally.next_count(await session.aget("n")))
+                await session.asave()
+                tally.saved()
+            except ConnectionInterrupted as e:
+                tally.interruptions.append(str(e))
+                await asyncio.sleep(0.05)
+            except BaseException as e:
+                tally.failures.append(e)
+                return
+
+
+@pytest.mark.parametrize("traffic", ["sync", pytest.param("async", marks=needs_async_api)])
 def test_failover_resumes_on_the_new_primary_without_losing_a_session(
-    settings: Any, redisstore: str
+    settings: Any, redisstore: str, traffic: str
 ) -> None:
-    """Kill the primary while requests run: they fail with ConnectionInterrupted until the
-    Sentinels promote the replica, then resume there with every acknowledged write."""
+    """Kill the primary while requests run (sync, or async through ``redis.asyncio``): they fail
+    with ConnectionInterrupted until the Sentinels promote the replica, then resume there with
+    every acknowledged write."""
     group = SentinelGroup().start()  # a topology of its own: this test breaks it
-    workers: list[Worker] = []
+    workers: list[Tally] = []
+    runners: list[threading.Thread] = []
     stop = threading.Event()
     try:
         use_sentinels(settings, group)
@@ -188,9 +241,13 @@ def test_failover_resumes_on_the_new_primary_without_losing_a_session(
             session["n"] = 0
             session[SESSION_KEY] = str(user)
             session.save()
-            workers.append(Worker(session.session_key or "", stop))
-        for worker in workers:
-            worker.start()
+            workers.append(Tally(session.session_key or ""))
+        if traffic == "sync":
+            runners = [Worker(tally, stop) for tally in workers]
+        else:
+            runners = [AsyncWorkers(workers, stop)]
+        for runner in runners:
+            runner.start()
         wait_until(lambda: all(len(w.successes) >= 5 for w in workers), 10, "steady traffic")
         old = group.primary_address()
         group.primary.kill()
@@ -204,10 +261,14 @@ def test_failover_resumes_on_the_new_primary_without_losing_a_session(
         new = group.primary_address()
         with group.replica.client() as promoted:  # the index survived the failover
             indexes = [index_members(promoted, str(user)) for user in range(4)]
+        stop.set()
+        for runner in runners:
+            runner.join()
+        finals = [SessionStore(w.key)["n"] for w in workers]  # what the new primary holds
     finally:
         stop.set()
-        for worker in workers:
-            worker.join()
+        for runner in runners:
+            runner.join()
         failures = [f for w in workers for f in w.failures]
         clients.reset()
         group.stop()
@@ -218,4 +279,6 @@ def test_failover_resumes_on_the_new_primary_without_losing_a_session(
         assert worker.interruptions, "the kill interrupted no request"
         assert all(group.service in message for message in worker.interruptions)
     assert new == ("127.0.0.1", group.replica.port)
+    # No acknowledged write was lost: the last count saved, or one whose save raised.
+    assert all(n in (w.acknowledged, w.attempted) for n, w in zip(finals, workers, strict=True))
     assert indexes == [{keys.session_id(w.key)} for w in workers]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import django
 import pytest
 import redis
 from django.contrib.auth import get_user_model
@@ -17,6 +16,7 @@ from django_redisstore.clients import get_client
 from django_redisstore.session import SessionStore
 
 from .command_helpers import alive, make_session, sessions
+from .django_versions import needs_async_api
 
 #: (user_id, session_id, reason) of a signal received.
 Event = tuple[str | None, str, str]
@@ -294,11 +294,10 @@ def test_a_session_found_past_its_absolute_deadline_sends_one_timeout_event(
     assert receiver.events == [("7", keys.session_id(key), "timeout")]
 
 
+@needs_async_api
 async def test_the_async_api_sends_logout_and_timeout_events_too(
     receiver: Receiver, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if django.VERSION < (5, 1):
-        pytest.skip("async sessions arrived in Django 5.1")
     session = SessionStore(make_session(7).session_key)
     await session.aload()
     signed_out = sid_of(session)

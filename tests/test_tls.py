@@ -15,6 +15,7 @@ from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
 from .contract import Contract
+from .django_versions import needs_async_api
 from .redis_servers import (
     TLSServer,
     delete_keys,
@@ -88,3 +89,72 @@ def test_a_plain_url_with_tls_settings_is_refused(settings: Any, tls_server: TLS
     settings.REDISSTORE_URL = f"redis://127.0.0.1:{tls_server.port}/0"
     with pytest.raises(ImproperlyConfigured, match="REDISSTORE_URL is not rediss"):
         SessionStore("abcdefghijklmnopqrstuvwxyz012345").load()
+
+
+# Hostname checks: on by default on every redis-py version (redis-py 5 alone would not check) --
+
+
+@pytest.fixture(scope="module")
+def misnamed_server(
+    tls_server: TLSServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TLSServer]:
+    """A TLS server whose certificate (from a trusted authority) names another host only (it
+    needs what ``tls_server`` needs, and is skipped with it)."""
+    certificates = make_certificates(tmp_path_factory.mktemp("misnamed"), "DNS:elsewhere.invalid")
+    with TLSServer(certificates=certificates) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("server_name", "tls", "accepted"),
+    [
+        ("tls_server", {}, True),  # the certificate names 127.0.0.1
+        ("misnamed_server", {}, False),
+        ("misnamed_server", {"check_hostname": True}, False),
+        ("misnamed_server", {"check_hostname": False}, True),
+    ],
+)
+def test_server_certificates_must_name_the_host_unless_check_hostname_is_false(
+    request: pytest.FixtureRequest,
+    settings: Any,
+    server_name: str,
+    tls: dict[str, bool],
+    accepted: bool,
+) -> None:
+    server: TLSServer = request.getfixturevalue(server_name)
+    settings.REDISSTORE_URL = server.url
+    settings.REDISSTORE_TLS = {**tls_settings(server), **tls}
+    session = SessionStore()
+    session["a"] = 1
+    if accepted:
+        session.save()
+        assert SessionStore(session.session_key)["a"] == 1
+    else:
+        with pytest.raises(ConnectionInterrupted, match="certificate verify failed"):
+            session.save()
+
+
+def test_a_rediss_url_alone_checks_hostnames_too(
+    settings: Any, misnamed_server: TLSServer
+) -> None:
+    # No REDISSTORE_TLS: the CA and the client certificate come through the client options.
+    files = tls_settings(misnamed_server)
+    settings.REDISSTORE_URL = misnamed_server.url
+    settings.REDISSTORE_TLS = None
+    settings.REDISSTORE_CONNECTION_OPTIONS = {
+        "ssl_ca_certs": files["ca_file"],
+        "ssl_certfile": files["cert_file"],
+        "ssl_keyfile": files["key_file"],
+    }
+    with pytest.raises(ConnectionInterrupted, match="certificate verify failed"):
+        SessionStore("abcdefghijklmnopqrstuvwxyz012345").load()
+
+
+@needs_async_api
+async def test_async_clients_check_hostnames_too(
+    settings: Any, misnamed_server: TLSServer
+) -> None:
+    settings.REDISSTORE_URL = misnamed_server.url
+    settings.REDISSTORE_TLS = tls_settings(misnamed_server)
+    with pytest.raises(ConnectionInterrupted, match="certificate verify failed"):
+        await SessionStore("abcdefghijklmnopqrstuvwxyz012345").aload()
