@@ -45,13 +45,16 @@ return 1
 """,
 )
 
-#: Give an existing session a new TTL and ``until`` without rewriting its data.
-#: ARGV: TTL in ms, ``until`` as 4 big-endian bytes. Returns 1, or 0 when the session is gone.
+#: Give a session a new TTL and ``until`` without rewriting its data, if it is still the version
+#: the caller read (compared by MAC): the MAC covers ``until``, so the caller sends the new
+#: ``until`` with the MAC it computed for it (``codec.reseal``), valid over that version only.
+#: ARGV: TTL in ms, expected MAC, ``until`` (4 big-endian bytes) and the new MAC. Returns 1, or 0
+#: when the session is gone or was written meanwhile (the writer set its own ``until``).
 TOUCH = Script(
     "touch",
     """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SETRANGE', KEYS[1], 14, ARGV[2])
+if redis.call('GETRANGE', KEYS[1], 18, 33) ~= ARGV[2] then return 0 end
+redis.call('SETRANGE', KEYS[1], 14, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """,

@@ -79,7 +79,7 @@ def load_flow(store: SessionStore) -> Flow[dict[str, Any]]:
     if secret != settings.secret_key:
         yield from _move_to_current_secret(store, data, now, name)
     elif settings.slides:
-        yield from _after_slide(store, record, data, sid, now, end)
+        yield from _after_slide(store, record, data, (sid, blob), now, end)
     return data
 
 
@@ -126,17 +126,18 @@ def _after_slide(
     store: SessionStore,
     record: codec.Record,
     data: dict[str, Any],
-    sid: str,
+    stored: tuple[str, bytes],
     now: float,
     end: int | None,
 ) -> Flow[None]:
     """The read slid the TTL: remember it, extend the index entry if the slide passed its
-    score, and have the cookie re-sent with its new ``Max-Age``."""
+    score, and have the cookie re-sent with its new ``Max-Age``. ``stored``: the session's id
+    and the bytes the read found."""
     store._fresh = True
     if not record.idle:
         return
     if store._user and expiry.slide_reaches_index(record.until, record.idle, now, end):
-        yield from _touch_flow(store, sid, record.idle, now)
+        yield from _touch_flow(store, *stored, record.idle, now)
     if expiry.persistent(data, snapshot().expire_at_browser_close):
         # SessionMiddleware re-sends the cookie (with the new Max-Age) for a modified session
         # only: ``modified`` here means "re-send the cookie", not "the data changed". The save
@@ -144,15 +145,17 @@ def _after_slide(
         store.modified = True
 
 
-def _touch_flow(store: SessionStore, sid: str, age: int, now: float) -> Flow[None]:
+def _touch_flow(store: SessionStore, sid: str, blob: bytes, age: int, now: float) -> Flow[None]:
+    """Extend the TTL cap and index entry of the record ``blob`` that this store just read."""
     until = store._cap(expiry.index_until(now, age, snapshot().INDEX_HEADROOM), now)
     name = keys.session_name(sid)
+    tail, mac = codec.reseal(name, blob, snapshot().secret_key, until)
     replies = yield [
-        TOUCH.call(name, age * 1000, until.to_bytes(4, "big")),
+        TOUCH.call(name, age * 1000, store._version, tail),
         INDEX_ADD.call(keys.user_index_name(store._user or ""), sid, until, repr(now)),
     ]
     if replies[0]:
-        store._until = until
+        store._version, store._until = mac, until
 
 
 # Save: plan the index calls, pack the record, merge and back off ------------------------------
