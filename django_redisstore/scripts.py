@@ -45,6 +45,20 @@ return 1
 """,
 )
 
+#: Claim a record found under a fallback secret's name for its move to today's name: replace it
+#: with a short-lived marker if it is still the version the caller read (compared by MAC). Of
+#: parallel requests moving one record, exactly one claims it; one that read it before a move
+#: and a logout cannot move it back. ARGV: expected MAC, the marker, the marker's TTL in ms.
+#: Returns 1 when claimed, 0 when the record changed or is gone (moved by someone else).
+CLAIM = Script(
+    "claim",
+    """
+if redis.call('GETRANGE', KEYS[1], 18, 33) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+""",
+)
+
 #: Give a session a new TTL and ``until`` without rewriting its data, if it is still the version
 #: the caller read (compared by MAC): the MAC covers ``until``, so the caller sends the new
 #: ``until`` with the MAC it computed for it (``codec.reseal``), valid over that version only.
@@ -152,4 +166,4 @@ return {#doomed, skipped, listed, records}
 """,
 )
 
-ALL = (LOAD_SLIDING, SAVE, TOUCH, INDEX_ADD, INDEX_READ, DELETE_IF_UNCHANGED, PURGE)
+ALL = (LOAD_SLIDING, SAVE, CLAIM, TOUCH, INDEX_ADD, INDEX_READ, DELETE_IF_UNCHANGED, PURGE)

@@ -25,7 +25,7 @@ from . import codec, expiry, keys, merge
 from .conf import get as snapshot
 from .exceptions import RedisStoreError, SessionTooLarge
 from .flows import Call, Flow, Pause
-from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH
+from .scripts import CLAIM, INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH
 
 if TYPE_CHECKING:
     from .session import SessionStore
@@ -35,6 +35,18 @@ security_logger = logging.getLogger("django.security.SuspiciousSession")
 #: A version (MAC) that no record has. A store that lost the race to move a rotated session
 #: under today's name sets it: its save then gets the current record back and merges with it.
 UNKNOWN_VERSION = b"\x00"
+
+#: What a record under a fallback secret's name is replaced with while it moves to today's name
+#: (``scripts.CLAIM``): shorter than a header, so no tool takes it for a session. It expires on
+#: its own if the mover dies before its write (the session is then lost, never brought back).
+MOVING = b"moving"
+_MOVING_TTL_MS = 10_000
+#: A request that finds a move under way reads again after these pauses (1 ms doubling to 0.5 s,
+#: about 1 s in all): the mover's write is one round trip away, unless its process stalls or
+#: died. Past them, the session reads as gone.
+_MOVE_WAITS = tuple(0.001 * 2**n for n in range(10))
+
+Found = tuple[codec.Record, dict[str, Any]]
 
 
 def user_of(data: dict[str, Any]) -> str | None:
@@ -59,10 +71,11 @@ def load_flow(store: SessionStore) -> Flow[dict[str, Any]]:
     call = LOAD_SLIDING.call(name, repr(now)) if settings.slides else Call.command("GET", name)
     (blob,) = yield [call]
     secret = settings.secret_key
-    if blob is None and len(settings.secrets) > 1:
-        blob, secret, name = yield from _find_rotated(session_key, name)
     store._forget_record()
-    found = _verified(store, name, blob, secret)
+    if blob is None and len(settings.secrets) > 1:
+        found, secret, name = yield from _find_rotated(store, session_key, name)
+    else:
+        found = _verified(store, name, blob, secret)
     if found is None:
         store._session_key = None
         return {}
@@ -83,9 +96,7 @@ def load_flow(store: SessionStore) -> Flow[dict[str, Any]]:
     return data
 
 
-def _verified(
-    store: SessionStore, name: str, blob: bytes | None, secret: str
-) -> tuple[codec.Record, dict[str, Any]] | None:
+def _verified(store: SessionStore, name: str, blob: bytes | None, secret: str) -> Found | None:
     """The record and data in ``blob``, or None (nothing there, or a record that fails)."""
     if blob is None:
         return None
@@ -96,29 +107,51 @@ def _verified(
         return None
 
 
-def _find_rotated(session_key: str, current: str) -> Flow[tuple[bytes | None, str, str]]:
-    """After ``SECRET_KEY`` rotation: the record under a fallback secret's name, if any.
+def _find_rotated(
+    store: SessionStore, session_key: str, current: str
+) -> Flow[tuple[Found | None, str, str]]:
+    """After ``SECRET_KEY`` rotation: the session under a fallback secret's name, claimed for
+    its move to today's name (``current``), or the one a parallel request moved there; with
+    the secret and the name it was found under.
 
-    The current name is read again last, in the same round trip: a parallel request may have
-    moved the record there (it writes the new name before deleting the old one) after this one
-    looked, and missing it would sign the user out.
+    The move claims the old record first (``scripts.CLAIM``, conditional on the version read)
+    and writes today's name only once it holds the claim: two keys cannot change together on
+    Cluster, and writing the new name first would let a request that read the old record
+    before a parallel move and logout bring the session back. A request that loses the claim,
+    or finds the marker of a move under way, reads again after a short pause until the session
+    is under today's name, or gone.
     """
-    fallbacks = keys.secrets()[1:]
+    today, *fallbacks = snapshot().secrets
     names = [keys.session_name(keys.session_id(session_key, s)) for s in fallbacks]
-    *blobs, moved = yield [Call.command("GET", name) for name in [*names, current]]
-    for secret, name, blob in zip(fallbacks, names, blobs, strict=True):
-        if blob is not None:
-            return blob, secret, name
-    return moved, snapshot().secret_key, current
+    for pause in (*_MOVE_WAITS, None):
+        *blobs, moved = yield [Call.command("GET", name) for name in [*names, current]]
+        if moved is not None:
+            return _verified(store, current, moved, today), today, current
+        moving = False
+        for secret, name, blob in zip(fallbacks, names, blobs, strict=True):
+            if blob == MOVING:
+                moving = True
+                continue
+            found = _verified(store, name, blob, secret)
+            if found is not None:
+                (claimed,) = yield [CLAIM.call(name, found[0].mac, MOVING, _MOVING_TTL_MS)]
+                if claimed:
+                    return found, secret, name
+                moving = True  # a parallel request claimed it first
+        if not moving or pause is None:
+            break
+        yield Pause(pause)
+    return None, today, current
 
 
 def _move_to_current_secret(
     store: SessionStore, data: dict[str, Any], now: float, name: str
 ) -> Flow[None]:
-    """A record stored under a name derived from a fallback secret: move it under today's."""
+    """A record claimed under a name derived from a fallback secret: write it under today's
+    (and drop the claim's marker and the old index entry in the same round trip)."""
     try:
         yield from write_flow(store, data, now, create=True, retire=(name, store._user))
-    except CreateError:  # a parallel request moved it first: the save merges with that
+    except CreateError:  # today's name is taken (by an older version's move): merge with it
         store._version = UNKNOWN_VERSION
 
 

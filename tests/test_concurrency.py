@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import django
@@ -21,7 +22,8 @@ from django.urls import path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from django_redisstore import clients, keys, merge
+from django_redisstore import clients, flows, keys, merge, storage
+from django_redisstore.flows import Call, Flow, Pause
 from django_redisstore.session import SessionStore
 
 from .command_helpers import saved_key
@@ -597,6 +599,116 @@ def test_reads_racing_the_move_after_key_rotation_never_see_an_empty_session(
             assert session.session_key == session_key
 
         run_threads(THREADS, request, barrier)
+
+
+class _Stepper:
+    """A flow driven by hand, batch by batch: a test runs other requests between two batches."""
+
+    def __init__(self, flow: Flow[Any]) -> None:
+        self.flow = flow
+        self.step: list[Call] | Pause = next(flow)
+        self.done = False
+        self.result: Any = None
+
+    def run(self, stop: Callable[[list[Call] | Pause], bool] = lambda step: False) -> None:
+        """Send the flow's batches (pauses skipped) until it ends, or ``stop`` says "before
+        this step"."""
+        client = clients.get_client()
+        try:
+            while not stop(self.step):
+                replies = [] if isinstance(self.step, Pause) else flows.execute(client, self.step)
+                self.step = self.flow.send(replies)
+        except StopIteration as end:
+            self.done, self.result = True, end.value
+
+
+def _writes(step: list[Call] | Pause) -> bool:
+    return isinstance(step, list) and any(call.args[0] != "GET" for call in step)
+
+
+def _rotated_session(settings: Any, **data: Any) -> tuple[str, str, str]:
+    """A session saved under an old secret, the secret then rotated: its key, old and new name."""
+    settings.SECRET_KEY = "the-old-secret-key-of-this-site"
+    session_key = saved_key(**data)
+    old_name = keys.session_name(keys.session_id(session_key))
+    settings.SECRET_KEY = "the-new-secret-key-of-this-site"
+    settings.SECRET_KEY_FALLBACKS = ["the-old-secret-key-of-this-site"]
+    return session_key, old_name, keys.session_name(keys.session_id(session_key))
+
+
+def _claimed(session_key: str) -> _Stepper:
+    """A request's read of a rotated session, stopped after it claimed the old record for the
+    move and before it writes today's name."""
+    mover = _Stepper(storage.load_flow(SessionStore(session_key)))
+    mover.run(stop=lambda step: _writes(step) and step[0].args[0] != "EVALSHA")
+    return mover
+
+
+def test_a_logout_after_a_parallel_move_is_not_undone_by_the_request_that_read_first(
+    settings: Any, redis_client: redis.Redis
+) -> None:
+    # Request A reads the record under the fallback secret's name and is about to move it;
+    # request B moves it and logs out; A must not write the session back under today's name.
+    data = _login_data(5, "backend.B", "hash-5")
+    session_key, old_name, new_name = _rotated_session(settings, **data)
+    a = SessionStore(session_key)
+    mover = _Stepper(storage.load_flow(a))
+    mover.run(stop=_writes)  # A has read the old record; its next batch would write
+    assert not mover.done
+
+    b = SessionStore(session_key)
+    assert b.load() == data  # B moves it under today's name...
+    assert redis_client.exists(new_name) == 1
+    b.flush()  # ... and logs out
+    assert redis_client.exists(new_name) == 0
+
+    mover.run()  # A goes on
+    assert mover.done
+    assert mover.result == {}  # A sees the session ended, as a request after the logout does
+    assert a.session_key is None
+    assert redis_client.exists(new_name) == 0
+    assert redis_client.exists(old_name) == 0
+    assert redis_client.exists(keys.user_index_name("5")) == 0
+    assert SessionStore(session_key).load() == {}
+
+
+def test_a_read_during_a_parallel_move_waits_for_it_and_finds_the_session(
+    settings: Any, redis_client: redis.Redis
+) -> None:
+    # Between the move's claim of the old name and its write of today's name, neither name
+    # holds a record: a reader there sees the claim's marker and reads again.
+    session_key, old_name, new_name = _rotated_session(settings, a=1)
+    mover = _claimed(session_key)
+    assert redis_client.get(old_name) == storage.MOVING  # claimed, today's name not written
+    assert redis_client.exists(new_name) == 0
+
+    reader_store = SessionStore(session_key)
+    reader = _Stepper(storage.load_flow(reader_store))
+    reader.run(stop=lambda step: isinstance(step, Pause))  # it found the marker: it waits
+    assert not reader.done
+
+    mover.run()
+    assert mover.result == {"a": 1}
+    reader.run()
+    assert reader.result == {"a": 1}
+    assert reader_store.session_key == session_key
+    assert redis_client.exists(old_name) == 0
+    assert redis_client.exists(new_name) == 1
+
+
+def test_a_move_abandoned_after_its_claim_loses_the_session_and_brings_nothing_back(
+    settings: Any, redis_client: redis.Redis
+) -> None:
+    # A process that dies between the claim and its write: the session is lost (the user signs
+    # in again), never half-restored; the marker expires on its own.
+    session_key, old_name, new_name = _rotated_session(settings, a=1)
+    mover = _claimed(session_key)
+    mover.flow.close()
+    assert 0 < redis_client.pttl(old_name) <= 10_000
+    reader = SessionStore(session_key)
+    assert reader.load() == {}
+    assert reader.session_key is None
+    assert redis_client.exists(new_name) == 0
 
 
 _json_values = st.one_of(
