@@ -31,15 +31,20 @@ return blob
 )
 
 #: Replace a session's record if it is still the version the caller read (compared by MAC).
-#: ARGV: expected MAC, new record, TTL in ms. Returns 1 when written, 0 when the session is gone
-#: (deleted or expired since), or the current record when someone else wrote it meanwhile: the
-#: caller merges its own changes into it and tries again.
+#: ARGV: expected MAC, new record, TTL in ms, and "1" to have the current record returned on a
+#: conflict (else only its MAC). Returns 1 when written, 0 when the session is gone (deleted or
+#: expired since), or, when someone else wrote it meanwhile, the current record (or its MAC):
+#: the caller merges its own changes into it and tries again. A caller that will pause before
+#: its next try asks for the MAC only and reads the record after the pause, fresher then.
 SAVE = Script(
     "save",
     """
 local current = redis.call('GETRANGE', KEYS[1], 18, 33)
 if current == '' then return 0 end
-if current ~= ARGV[1] then return redis.call('GET', KEYS[1]) end
+if current ~= ARGV[1] then
+  if ARGV[4] == '1' then return redis.call('GET', KEYS[1]) end
+  return current
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """,

@@ -23,13 +23,14 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError
 
 from . import codec, expiry, keys, merge
 from .conf import get as snapshot
-from .exceptions import RedisStoreError, SessionTooLarge
+from .exceptions import RedisStoreError, SaveConflict, SessionTooLarge
 from .flows import Call, Flow, Pause
 from .scripts import CLAIM, INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH
 
 if TYPE_CHECKING:
     from .session import SessionStore
 
+logger = logging.getLogger("django_redisstore")
 security_logger = logging.getLogger("django.security.SuspiciousSession")
 
 #: A version (MAC) that no record has. A store that lost the race to move a rotated session
@@ -286,17 +287,23 @@ def write_flow(
     ours = data
     base: dict[str, Any] | None = None  # what we read, and what we changed it into:
     mine: dict[str, Any] = {}  # both decoded only if someone else wrote meanwhile
+    bounds = _Bounds(name)
     for attempt in range(expiry.SAVE_ATTEMPTS):
         ttl, idle, user, until, index_calls = _plan(store, ours, now, sid, create, lifetime)
         if ttl <= 0:  # expired already: a session in the past is a session gone
             yield [Call.command("DEL", name), *index_calls, *extra]
             store._forget_record()
             return
+        bounds.attempt_started = time.monotonic()
         payload, blob, mac = _pack(store, name, ours, now, idle, until)
+        if attempt:
+            bounds.check_bytes(len(blob), attempt)
         if create:
             write = Call.command("SET", name, blob, "NX", "PX", ttl * 1000)
         else:
-            write = SAVE.call(name, store._version, blob, ttl * 1000)
+            # After a conflict, pause first, then read the record to merge with: read before
+            # the pause, it would be stale by the next try.
+            write = SAVE.call(name, store._version, blob, ttl * 1000, int(not attempt))
         reply = (yield [write, *index_calls, *extra])[0]
         extra = []
         if _accepted(store, reply, create):
@@ -306,15 +313,60 @@ def write_flow(
             if ours is not data:
                 store._session_cache = ours
             return
+        bounds.moved += len(blob) + len(reply)  # ours sent, theirs (or its MAC) received
+        if attempt:
+            yield Pause(bounds.next_pause(attempt))
+            (reply,) = yield [Call.command("GET", name)]
+            if reply is None:  # gone while we paused: never brought back
+                store._forget_record()
+                raise UpdateError
+            bounds.moved += len(reply)
+        else:
+            bounds.next_pause(attempt)
         if base is None:
             base, mine = _as_serialized(store, data)
         ours = _merge_into(store, name, reply, base, mine)
-        if attempt:
-            # Conflicting again: a request that reads and saves in a tight loop would keep
-            # winning. A random, growing pause (full jitter) lets the others through.
-            yield Pause(random.uniform(0, expiry.backoff_limit(attempt)))
         now = time.time()
-    raise RedisStoreError(f"gave up saving {name} after {expiry.SAVE_ATTEMPTS} conflicting writes")
+    raise bounds.give_up(f"{expiry.SAVE_ATTEMPTS} conflicting writes", expiry.SAVE_ATTEMPTS)
+
+
+class _Bounds:
+    """What one save's conflict retries have spent, against ``REDISSTORE_SAVE_DEADLINE``
+    (seconds) and ``REDISSTORE_SAVE_BUDGET`` (bytes sent to Redis and received from it by
+    its refused attempts, plus the next attempt's record)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = self.attempt_started = time.monotonic()
+        self.moved = 0
+        settings = snapshot()
+        self.deadline, self.budget = settings.SAVE_DEADLINE, settings.SAVE_BUDGET
+
+    def check_bytes(self, size: int, attempt: int) -> None:
+        if self.moved + size > self.budget:
+            raise self.give_up(f"REDISSTORE_SAVE_BUDGET ({self.budget} bytes)", attempt)
+
+    def next_pause(self, attempt: int) -> float:
+        """The pause before retrying after conflicting attempt ``attempt``: none after the
+        first; then random, growing, and scaled to how long this attempt took. Conflicting
+        again means a request that reads and saves in a tight loop would keep winning: the
+        pause (full jitter) lets the others through."""
+        now = time.monotonic()
+        took = now - self.attempt_started  # pack, send, merge: what one attempt costs now
+        left = self.deadline - (now - self.started)
+        if left <= 0:
+            raise self.give_up(f"REDISSTORE_SAVE_DEADLINE ({self.deadline:g} s)", attempt + 1)
+        pause = random.uniform(0, expiry.backoff_limit(attempt, took)) if attempt else 0.0
+        return min(pause, left)
+
+    def give_up(self, bound: str, attempts: int) -> SaveConflict:
+        message = (
+            f"gave up saving {self.name} past {bound}: {attempts} conflicting writes in "
+            f"{time.monotonic() - self.started:.2f} s moved {self.moved} bytes through Redis; "
+            "nothing of this save was written"
+        )
+        logger.warning("%s", message)
+        return SaveConflict(message)
 
 
 def _accepted(store: SessionStore, reply: Any, create: bool) -> bool:

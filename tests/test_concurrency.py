@@ -7,6 +7,8 @@ Redis refuses, not simulated ones. ``merge.merge`` is also checked on its own, a
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +24,8 @@ from django.urls import path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from django_redisstore import clients, flows, keys, merge, storage
+from django_redisstore import clients, flows, keys, merge, scripts, storage
+from django_redisstore.exceptions import SaveConflict
 from django_redisstore.flows import Call, Flow, Pause
 from django_redisstore.session import SessionStore
 
@@ -613,11 +616,15 @@ class _Stepper:
     def run(self, stop: Callable[[list[Call] | Pause], bool] = lambda step: False) -> None:
         """Send the flow's batches (pauses skipped) until it ends, or ``stop`` says "before
         this step"."""
+        while not self.done and not stop(self.step):
+            self.advance()
+
+    def advance(self) -> None:
+        """Send the flow's current step (a pause is skipped, not slept)."""
         client = clients.get_client()
         try:
-            while not stop(self.step):
-                replies = [] if isinstance(self.step, Pause) else flows.execute(client, self.step)
-                self.step = self.flow.send(replies)
+            replies = [] if isinstance(self.step, Pause) else flows.execute(client, self.step)
+            self.step = self.flow.send(replies)
         except StopIteration as end:
             self.done, self.result = True, end.value
 
@@ -709,6 +716,74 @@ def test_a_move_abandoned_after_its_claim_loses_the_session_and_brings_nothing_b
     assert reader.load() == {}
     assert reader.session_key is None
     assert redis_client.exists(new_name) == 0
+
+
+# Conflict retries are bounded -----------------------------------------------------------------
+
+
+def _saves(step: list[Call] | Pause) -> bool:
+    return isinstance(step, list) and any(call.script is scripts.SAVE for call in step)
+
+
+def _save_against_rivals(session_key: str, rivals: int) -> tuple[_Stepper, SessionStore]:
+    """A store's save of ``mine``, while another request saves before each of its first
+    ``rivals`` tries: every one of those tries conflicts."""
+    store = _loaded(session_key)
+    store["mine"] = 1
+    saver = _Stepper(storage.save_flow(store, store._session, False))
+    for n in range(rivals):
+        saver.run(stop=_saves)
+        rival = _loaded(session_key)
+        rival[f"rival{n}"] = n
+        rival.save()
+        saver.advance()
+    saver.run()
+    return saver, store
+
+
+def test_a_save_that_conflicts_a_few_times_merges_and_lands() -> None:
+    session_key = saved_key(a=1)
+    saver, _ = _save_against_rivals(session_key, 3)  # the later tries pause, then read again
+    assert saver.done
+    assert SessionStore(session_key).load() == {
+        "a": 1,
+        "mine": 1,
+        "rival0": 0,
+        "rival1": 1,
+        "rival2": 2,
+    }
+
+
+def test_a_save_gives_up_past_its_byte_budget_and_writes_nothing(
+    settings: Any, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    session_key = saved_key(text=secrets.token_urlsafe(30_000))
+    record = redis_client.strlen(keys.session_name(keys.session_id(session_key)))
+    # The first refused try moves ours and theirs (2 records), the second ours, a MAC and
+    # theirs read after the pause (2 more): a third would pass 4.5 records.
+    settings.REDISSTORE_SAVE_BUDGET = 9 * record // 2
+    with (
+        caplog.at_level(logging.WARNING, logger="django_redisstore"),
+        pytest.raises(SaveConflict, match=r"REDISSTORE_SAVE_BUDGET.*: 2 conflicting writes"),
+    ):
+        _save_against_rivals(session_key, 64)
+    final = SessionStore(session_key).load()
+    assert "mine" not in final and final["rival1"] == 1 and "rival2" not in final
+    assert any("gave up saving" in r.getMessage() for r in caplog.records)
+
+
+def test_a_save_gives_up_past_its_deadline_and_writes_nothing(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.REDISSTORE_SAVE_DEADLINE = 1e-6  # over by the first conflict's reply
+    session_key = saved_key(a=1)
+    with (
+        caplog.at_level(logging.WARNING, logger="django_redisstore"),
+        pytest.raises(SaveConflict, match=r"REDISSTORE_SAVE_DEADLINE.*: 1 conflicting write"),
+    ):
+        _save_against_rivals(session_key, 64)
+    assert SessionStore(session_key).load() == {"a": 1, "rival0": 0}
+    assert any("gave up saving" in r.getMessage() for r in caplog.records)
 
 
 _json_values = st.one_of(
