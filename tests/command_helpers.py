@@ -93,3 +93,14 @@ def set_header_time(client: redis.Redis, name: str, offset: int, seconds_ago: in
     payload = blob[codec.HEADER_SIZE :]
     mac = codec._sign(django_settings.SECRET_KEY, name, head, payload)
     client.set(name, head + mac + payload, keepttl=True)
+
+
+def signed_record(
+    name: str, payload: bytes, flags: int = 0, secret: str | None = None, created: int = 1
+) -> bytes:
+    """A record for ``name`` with a valid MAC, whatever its payload: what only the key holder
+    can make."""
+    secret = django_settings.SECRET_KEY if secret is None else secret
+    head = codec.HEADER.pack(codec.VERSION, flags, created, 1, 0, 0, bytes(codec.MAC_SIZE))
+    head = head[: codec.MAC_OFFSET]
+    return head + codec._sign(secret, name, head, payload) + payload

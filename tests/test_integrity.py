@@ -25,6 +25,8 @@ from django.test import Client
 from django_redisstore import codec, compression, keys, scripts, storage
 from django_redisstore.session import SessionStore
 
+from .command_helpers import signed_record as _signed
+
 SECURITY_LOGGER = "django.security.SuspiciousSession"
 
 
@@ -42,14 +44,6 @@ def _name(session_key: str | None) -> str:
 
 def _flip(blob: bytes, offset: int) -> bytes:
     return blob[:offset] + bytes([blob[offset] ^ 0x01]) + blob[offset + 1 :]
-
-
-def _signed(name: str, payload: bytes, flags: int = 0, secret: str | None = None) -> bytes:
-    """A record for ``name`` with a valid MAC, whatever its payload: what only the key holder
-    can make."""
-    secret = django_settings.SECRET_KEY if secret is None else secret
-    head = codec.HEADER.pack(codec.VERSION, flags, 1, 1, 0, 0, bytes(16))[: codec.MAC_OFFSET]
-    return head + codec._sign(secret, name, head, payload) + payload
 
 
 # Each tampering turns a good record (and its Redis key) into the bytes to store instead.
@@ -195,7 +189,8 @@ def test_a_record_whose_creation_time_was_moved_ahead_is_rejected(
 def _read_later(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """Have the engine's flows see a clock ``seconds`` ahead (Redis's TTLs stay real)."""
     later = time.time() + seconds
-    monkeypatch.setattr(storage, "time", types.SimpleNamespace(time=lambda: later))
+    clock = types.SimpleNamespace(time=lambda: later, monotonic=time.monotonic)
+    monkeypatch.setattr(storage, "time", clock)
 
 
 def test_extending_until_on_a_sliding_read_keeps_the_record_valid(
