@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from datetime import datetime
+from time import monotonic  # bounds retries; tests replace ``time`` to move the clock
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import SESSION_KEY
@@ -294,7 +295,7 @@ def write_flow(
             yield [Call.command("DEL", name), *index_calls, *extra]
             store._forget_record()
             return
-        bounds.attempt_started = time.monotonic()
+        bounds.attempt_started = monotonic()
         payload, blob, mac = _pack(store, name, ours, now, idle, until)
         if attempt:
             bounds.check_bytes(len(blob), attempt)
@@ -337,7 +338,7 @@ class _Bounds:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.started = self.attempt_started = time.monotonic()
+        self.started = self.attempt_started = monotonic()
         self.moved = 0
         settings = snapshot()
         self.deadline, self.budget = settings.SAVE_DEADLINE, settings.SAVE_BUDGET
@@ -351,7 +352,7 @@ class _Bounds:
         first; then random, growing, and scaled to how long this attempt took. Conflicting
         again means a request that reads and saves in a tight loop would keep winning: the
         pause (full jitter) lets the others through."""
-        now = time.monotonic()
+        now = monotonic()
         took = now - self.attempt_started  # pack, send, merge: what one attempt costs now
         left = self.deadline - (now - self.started)
         if left <= 0:
@@ -362,7 +363,7 @@ class _Bounds:
     def give_up(self, bound: str, attempts: int) -> SaveConflict:
         message = (
             f"gave up saving {self.name} past {bound}: {attempts} conflicting writes in "
-            f"{time.monotonic() - self.started:.2f} s moved {self.moved} bytes through Redis; "
+            f"{monotonic() - self.started:.2f} s moved {self.moved} bytes through Redis; "
             "nothing of this save was written"
         )
         logger.warning("%s", message)
