@@ -445,6 +445,17 @@ def check_failure_policy(**kwargs: Any) -> list[CheckMessage]:
                     id="django_redisstore.E011",
                 )
             )
+    for name, unit in (("SAVE_DEADLINE", "seconds"), ("SAVE_BUDGET", "bytes")):
+        value = raw(name)
+        whole = int if unit == "bytes" else (int, float)
+        if not isinstance(value, whole) or isinstance(value, bool) or value <= 0:
+            errors.append(
+                Error(
+                    f"REDISSTORE_{name} is {value!r}.",
+                    hint=f"Set it to a positive number of {unit}.",
+                    id="django_redisstore.E012",
+                )
+            )
     return errors
 
 

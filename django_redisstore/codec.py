@@ -6,20 +6,26 @@ A fixed 34-byte header, then the payload (the output of ``SESSION_SERIALIZER``, 
 large)::
 
     offset size field
-    0      1    format version (1)
+    0      1    format version (2)
     1      1    flags: bit 0 set when the payload is zlib-compressed (written before zstd; still
                 read), bit 1 when it is a zstd frame (``compression``)
     2      4    created: unix time, seconds, big-endian unsigned
     6      4    saved: unix time of the last write
     10     4    idle: seconds a read may extend the TTL to when expiry slides (0: it does not)
     14     4    until: unix time the TTL must never pass (0: no cap)
-    18     16   MAC: HMAC-SHA256 of version, flags, Redis key and payload, truncated to 128 bits
+    18     16   MAC: HMAC-SHA256 of the 18 bytes before it, the Redis key, a NUL and the
+                payload, truncated to 128 bits
     34     ...  payload
 
+The MAC covers every other byte of the record: changing any bit of the header, the MAC or the
+payload makes the record fail verification (``created`` cannot be moved to escape the absolute
+timeout, nor ``idle``/``until`` to stretch a TTL). It also binds the data to the key it is stored
+under, so a record copied to another key does not verify. Format 1 (0.1.0, which signed neither
+times nor TTL fields) is refused as an unknown format.
+
 The Lua scripts in ``scripts`` read ``idle`` and ``until`` and compare the MAC (as the version of
-the record) without decoding anything else. The MAC binds the data to the key it is stored under,
-so a record copied to another key does not verify. ``created``, ``saved``, ``idle`` and ``until``
-are not signed: they only steer the TTL, which anyone who can write to Redis controls anyway.
+the record) without decoding anything else; ``scripts.TOUCH`` rewrites ``until`` together with
+the MAC the client computed for it (``reseal``), and only over the record the client read.
 
 One string per session is the most compact layout Redis offers (a hash with a field per session
 key turns into a hash table once one value passes 64 bytes), and it keeps every read at one
@@ -38,8 +44,10 @@ from django.core.signing import JSONSerializer
 
 from . import compression, keys, serializers
 
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct(">BBIIII16s")
+#: The signed part of the header: everything before the MAC.
+_SIGNED_HEADER = struct.Struct(">BBIIII")
 HEADER_SIZE = HEADER.size  # 34
 MAC_OFFSET = 18
 MAC_SIZE = 16
@@ -74,11 +82,11 @@ class Record(NamedTuple):
     size: int
 
 
-def _sign(secret: str, name: str, version_and_flags: bytes, payload: bytes) -> bytes:
-    # HMAC-SHA256 over version, flags, key name, NUL, payload: the same bytes as one
-    # ``hmac.digest`` of the concatenation, fed to a copy of an HMAC already keyed.
+def _sign(secret: str, name: str, head: bytes, payload: bytes) -> bytes:
+    # HMAC-SHA256 over the header's first 18 bytes (fixed size), key name, NUL, payload: the
+    # same bytes as one ``hmac.digest`` of the concatenation, fed to a copy of a keyed HMAC.
     mac = keys.mac_hmac(secret).copy()
-    mac.update(b"".join((version_and_flags, name.encode(), b"\0", payload)))
+    mac.update(b"".join((head, name.encode(), b"\0", payload)))
     return mac.digest()[:MAC_SIZE]
 
 
@@ -132,11 +140,11 @@ def pack(
         packed = compression.compress(payload)
         if len(packed) < len(payload):
             payload, flags = packed, compression.FLAG_ZSTD
-    mac = _sign(secret, name, bytes((VERSION, flags)), payload)
-    header = HEADER.pack(
-        VERSION, flags, _clamp(created), _clamp(saved), _clamp(idle), _clamp(until), mac
+    head = _SIGNED_HEADER.pack(
+        VERSION, flags, _clamp(created), _clamp(saved), _clamp(idle), _clamp(until)
     )
-    return header + payload, mac
+    mac = _sign(secret, name, head, payload)
+    return b"".join((head, mac, payload)), mac
 
 
 def unpack(name: str, blob: bytes, secret: str) -> Record:
@@ -147,7 +155,7 @@ def unpack(name: str, blob: bytes, secret: str) -> Record:
     if version != VERSION:
         raise InvalidRecord(f"unknown record format {version}")
     payload = blob[HEADER_SIZE:]
-    if not hmac.compare_digest(mac, _sign(secret, name, blob[:2], payload)):
+    if not hmac.compare_digest(mac, _sign(secret, name, blob[:MAC_OFFSET], payload)):
         raise InvalidRecord("the record's signature does not match")
     if flags & compression.FLAG_ZSTD:
         payload = _unzstd(payload)
@@ -167,6 +175,14 @@ class Header(NamedTuple):
     idle: int
     until: int
     mac: bytes
+
+
+def reseal(name: str, blob: bytes, secret: str, until: float) -> tuple[bytes, bytes]:
+    """The verified record ``blob`` with ``until`` replaced: the 20 bytes from ``UNTIL_OFFSET``
+    (``until`` and the new MAC, what ``scripts.TOUCH`` writes over the old ones) and the MAC."""
+    head = blob[:UNTIL_OFFSET] + _clamp(until).to_bytes(4, "big")
+    mac = _sign(secret, name, head, blob[HEADER_SIZE:])
+    return head[UNTIL_OFFSET:] + mac, mac
 
 
 def header_of(blob: bytes) -> Header:

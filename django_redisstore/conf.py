@@ -49,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "RETRIES": 2,
     "RETRY_AFTER": 5,
     "MAX_SIZE": 1024 * 1024,
+    "SAVE_DEADLINE": 5.0,
+    "SAVE_BUDGET": 16 * 1024 * 1024,
     "SENTINELS": None,
     "SENTINEL_SERVICE": None,
     "SENTINEL_OPTIONS": {},
@@ -114,6 +116,12 @@ def _policy(name: str, value: Any) -> str:
     return str(value)
 
 
+def _positive(name: str, value: float) -> Any:
+    if value <= 0:
+        raise ValueError(f"REDISSTORE_{name} must be above 0")
+    return value
+
+
 def _same(name: str, value: Any) -> Any:
     return value
 
@@ -134,6 +142,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "RETRIES": lambda name, value: max(0, int(value)),
     "RETRY_AFTER": lambda name, value: int(value),
     "MAX_SIZE": _optional(lambda name, value: int(value)),
+    "SAVE_DEADLINE": lambda name, value: _positive(name, float(value)),
+    "SAVE_BUDGET": lambda name, value: _positive(name, int(value)),
     "SENTINELS": _optional(_addresses),
     "SENTINEL_OPTIONS": _mapping,
     "CLUSTER_NODES": _optional(_addresses),
@@ -176,6 +186,9 @@ class Snapshot:
     RETRIES: int
     RETRY_AFTER: int
     MAX_SIZE: int | None
+    #: The bounds of one save's conflict retries: seconds, and bytes through Redis.
+    SAVE_DEADLINE: float
+    SAVE_BUDGET: int
     SENTINELS: tuple[str | tuple[str, int], ...] | None
     SENTINEL_SERVICE: str | None
     SENTINEL_OPTIONS: Mapping[str, Any]

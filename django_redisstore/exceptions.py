@@ -23,6 +23,16 @@ class SessionTooLarge(RedisStoreError):
     """
 
 
+class SaveConflict(RedisStoreError):
+    """A save gave up: it kept meeting newer saves of the same session (each time merging and
+    retrying) past its bounds, ``REDISSTORE_SAVE_DEADLINE`` seconds or
+    ``REDISSTORE_SAVE_BUDGET`` bytes through Redis (or 64 conflicting writes in a row).
+
+    Nothing of this save was written: the session keeps what the other requests saved. Logged
+    to the ``django_redisstore`` logger before it is raised.
+    """
+
+
 class WrongType(RedisStoreError):
     """Redis refused a command because the key holds another type than the command works on
     (``WRONGTYPE``): something other than this engine wrote under one of its keys."""

@@ -13,12 +13,16 @@ from typing import Any
 
 from django.utils import timezone as django_timezone
 
-#: Conflicting saves merge and retry, after the first retry with a random pause of up to
-#: 0.5 ms * 2**n (at most 50 ms), so that no writer starves. Every refused attempt means another
-#: request's save got through; this many in a row (seconds of waiting) means something is wrong.
+#: Conflicting saves merge and retry, after the first retry with a random pause (full jitter)
+#: of up to ``unit * 2**n``: ``unit`` is how long the last attempt took (at least 0.5 ms), so
+#: that a large session's writers, whose every attempt is slow, spread out as much as a small
+#: one's. The pause is capped at 50 ms, or 16 attempts' time for slow attempts. Every refused
+#: attempt means another request's save got through; this many in a row means something is
+#: wrong. ``REDISSTORE_SAVE_DEADLINE`` and ``REDISSTORE_SAVE_BUDGET`` bound a save sooner.
 SAVE_ATTEMPTS = 64
 _BACKOFF_BASE = 0.0005
 _BACKOFF_CAP = 0.05
+_BACKOFF_CAP_ATTEMPTS = 16
 
 
 def deadline(created: float, absolute_timeout: int | None) -> int | None:
@@ -69,6 +73,8 @@ def slide_reaches_index(until: float, idle: int, now: float, end: int | None) ->
     return until - now < idle and (end is None or until < end)
 
 
-def backoff_limit(attempt: int) -> float:
-    """The longest pause (seconds) before conflicting save number ``attempt`` (full jitter)."""
-    return float(min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))
+def backoff_limit(attempt: int, unit: float = _BACKOFF_BASE) -> float:
+    """The longest pause (seconds) before conflicting save number ``attempt``, whose previous
+    attempt took ``unit`` seconds (full jitter)."""
+    unit = max(_BACKOFF_BASE, unit)
+    return float(min(max(_BACKOFF_CAP, _BACKOFF_CAP_ATTEMPTS * unit), unit * 2**attempt))

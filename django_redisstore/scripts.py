@@ -32,27 +32,49 @@ return blob
 )
 
 #: Replace a session's record if it is still the version the caller read (compared by MAC).
-#: ARGV: expected MAC, new record, TTL in ms. Returns 1 when written, 0 when the session is gone
-#: (deleted or expired since), or the current record when someone else wrote it meanwhile: the
-#: caller merges its own changes into it and tries again.
+#: ARGV: expected MAC, new record, TTL in ms, and "1" to have the current record returned on a
+#: conflict (else only its MAC). Returns 1 when written, 0 when the session is gone (deleted or
+#: expired since), or, when someone else wrote it meanwhile, the current record (or its MAC):
+#: the caller merges its own changes into it and tries again. A caller that will pause before
+#: its next try asks for the MAC only and reads the record after the pause, fresher then.
 SAVE = Script(
     "save",
     """
 local current = redis.call('GETRANGE', KEYS[1], 18, 33)
 if current == '' then return 0 end
-if current ~= ARGV[1] then return redis.call('GET', KEYS[1]) end
+if current ~= ARGV[1] then
+  if ARGV[4] == '1' then return redis.call('GET', KEYS[1]) end
+  return current
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """,
 )
 
-#: Give an existing session a new TTL and ``until`` without rewriting its data.
-#: ARGV: TTL in ms, ``until`` as 4 big-endian bytes. Returns 1, or 0 when the session is gone.
+#: Claim a record found under a fallback secret's name for its move to today's name: replace it
+#: with a short-lived marker if it is still the version the caller read (compared by MAC). Of
+#: parallel requests moving one record, exactly one claims it; one that read it before a move
+#: and a logout cannot move it back. ARGV: expected MAC, the marker, the marker's TTL in ms.
+#: Returns 1 when claimed, 0 when the record changed or is gone (moved by someone else).
+CLAIM = Script(
+    "claim",
+    """
+if redis.call('GETRANGE', KEYS[1], 18, 33) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+""",
+)
+
+#: Give a session a new TTL and ``until`` without rewriting its data, if it is still the version
+#: the caller read (compared by MAC): the MAC covers ``until``, so the caller sends the new
+#: ``until`` with the MAC it computed for it (``codec.reseal``), valid over that version only.
+#: ARGV: TTL in ms, expected MAC, ``until`` (4 big-endian bytes) and the new MAC. Returns 1, or 0
+#: when the session is gone or was written meanwhile (the writer set its own ``until``).
 TOUCH = Script(
     "touch",
     """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SETRANGE', KEYS[1], 14, ARGV[2])
+if redis.call('GETRANGE', KEYS[1], 18, 33) ~= ARGV[2] then return 0 end
+redis.call('SETRANGE', KEYS[1], 14, ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """,
@@ -177,4 +199,4 @@ return {#doomed, skipped, listed, records}
 """,
 )
 
-ALL = (LOAD_SLIDING, SAVE, TOUCH, INDEX_ADD, INDEX_READ, DELETE_IF_UNCHANGED, PURGE)
+ALL = (LOAD_SLIDING, SAVE, CLAIM, TOUCH, INDEX_ADD, INDEX_READ, DELETE_IF_UNCHANGED, PURGE)

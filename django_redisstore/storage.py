@@ -16,6 +16,7 @@ import logging
 import random
 import time
 from datetime import datetime
+from time import monotonic  # bounds retries; tests replace ``time`` to move the clock
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
@@ -23,18 +24,31 @@ from django.contrib.sessions.backends.base import CreateError, UpdateError
 
 from . import codec, expiry, keys, merge, signals
 from .conf import get as snapshot
-from .exceptions import RedisStoreError, SessionTooLarge, TooManySessions
+from .exceptions import RedisStoreError, SaveConflict, SessionTooLarge, TooManySessions
 from .flows import Announce, Call, Flow, Pause
-from .scripts import INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH
+from .scripts import CLAIM, INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH
 
 if TYPE_CHECKING:
     from .session import SessionStore
 
+logger = logging.getLogger("django_redisstore")
 security_logger = logging.getLogger("django.security.SuspiciousSession")
 
 #: A version (MAC) that no record has. A store that lost the race to move a rotated session
 #: under today's name sets it: its save then gets the current record back and merges with it.
 UNKNOWN_VERSION = b"\x00"
+
+#: What a record under a fallback secret's name is replaced with while it moves to today's name
+#: (``scripts.CLAIM``): shorter than a header, so no tool takes it for a session. It expires on
+#: its own if the mover dies before its write (the session is then lost, never brought back).
+MOVING = b"moving"
+_MOVING_TTL_MS = 10_000
+#: A request that finds a move under way reads again after these pauses (1 ms doubling to 0.5 s,
+#: about 1 s in all): the mover's write is one round trip away, unless its process stalls or
+#: died. Past them, the session reads as gone.
+_MOVE_WAITS = tuple(0.001 * 2**n for n in range(10))
+
+Found = tuple[codec.Record, dict[str, Any]]
 
 
 def user_of(data: dict[str, Any]) -> str | None:
@@ -59,10 +73,11 @@ def load_flow(store: SessionStore) -> Flow[dict[str, Any]]:
     call = LOAD_SLIDING.call(name, repr(now)) if settings.slides else Call.command("GET", name)
     (blob,) = yield [call]
     secret = settings.secret_key
-    if blob is None and len(settings.secrets) > 1:
-        blob, secret, name = yield from _find_rotated(session_key, name)
     store._forget_record()
-    found = _verified(store, name, blob, secret)
+    if blob is None and len(settings.secrets) > 1:
+        found, secret, name = yield from _find_rotated(store, session_key, name)
+    else:
+        found = _verified(store, name, blob, secret)
     if found is None:
         store._session_key = None
         return {}
@@ -81,13 +96,11 @@ def load_flow(store: SessionStore) -> Flow[dict[str, Any]]:
     if secret != settings.secret_key:
         yield from _move_to_current_secret(store, data, now, name)
     elif settings.slides:
-        yield from _after_slide(store, record, data, sid, now, end)
+        yield from _after_slide(store, record, data, (sid, blob), now, end)
     return data
 
 
-def _verified(
-    store: SessionStore, name: str, blob: bytes | None, secret: str
-) -> tuple[codec.Record, dict[str, Any]] | None:
+def _verified(store: SessionStore, name: str, blob: bytes | None, secret: str) -> Found | None:
     """The record and data in ``blob``, or None (nothing there, or a record that fails)."""
     if blob is None:
         return None
@@ -98,29 +111,51 @@ def _verified(
         return None
 
 
-def _find_rotated(session_key: str, current: str) -> Flow[tuple[bytes | None, str, str]]:
-    """After ``SECRET_KEY`` rotation: the record under a fallback secret's name, if any.
+def _find_rotated(
+    store: SessionStore, session_key: str, current: str
+) -> Flow[tuple[Found | None, str, str]]:
+    """After ``SECRET_KEY`` rotation: the session under a fallback secret's name, claimed for
+    its move to today's name (``current``), or the one a parallel request moved there; with
+    the secret and the name it was found under.
 
-    The current name is read again last, in the same round trip: a parallel request may have
-    moved the record there (it writes the new name before deleting the old one) after this one
-    looked, and missing it would sign the user out.
+    The move claims the old record first (``scripts.CLAIM``, conditional on the version read)
+    and writes today's name only once it holds the claim: two keys cannot change together on
+    Cluster, and writing the new name first would let a request that read the old record
+    before a parallel move and logout bring the session back. A request that loses the claim,
+    or finds the marker of a move under way, reads again after a short pause until the session
+    is under today's name, or gone.
     """
-    fallbacks = keys.secrets()[1:]
+    today, *fallbacks = snapshot().secrets
     names = [keys.session_name(keys.session_id(session_key, s)) for s in fallbacks]
-    *blobs, moved = yield [Call.command("GET", name) for name in [*names, current]]
-    for secret, name, blob in zip(fallbacks, names, blobs, strict=True):
-        if blob is not None:
-            return blob, secret, name
-    return moved, snapshot().secret_key, current
+    for pause in (*_MOVE_WAITS, None):
+        *blobs, moved = yield [Call.command("GET", name) for name in [*names, current]]
+        if moved is not None:
+            return _verified(store, current, moved, today), today, current
+        moving = False
+        for secret, name, blob in zip(fallbacks, names, blobs, strict=True):
+            if blob == MOVING:
+                moving = True
+                continue
+            found = _verified(store, name, blob, secret)
+            if found is not None:
+                (claimed,) = yield [CLAIM.call(name, found[0].mac, MOVING, _MOVING_TTL_MS)]
+                if claimed:
+                    return found, secret, name
+                moving = True  # a parallel request claimed it first
+        if not moving or pause is None:
+            break
+        yield Pause(pause)
+    return None, today, current
 
 
 def _move_to_current_secret(
     store: SessionStore, data: dict[str, Any], now: float, name: str
 ) -> Flow[None]:
-    """A record stored under a name derived from a fallback secret: move it under today's."""
+    """A record claimed under a name derived from a fallback secret: write it under today's
+    (and drop the claim's marker and the old index entry in the same round trip)."""
     try:
         yield from write_flow(store, data, now, create=True, retire=(name, store._user))
-    except CreateError:  # a parallel request moved it first: the save merges with that
+    except CreateError:  # today's name is taken (by an older version's move): merge with it
         store._version = UNKNOWN_VERSION
 
 
@@ -128,17 +163,18 @@ def _after_slide(
     store: SessionStore,
     record: codec.Record,
     data: dict[str, Any],
-    sid: str,
+    stored: tuple[str, bytes],
     now: float,
     end: int | None,
 ) -> Flow[None]:
     """The read slid the TTL: remember it, extend the index entry if the slide passed its
-    score, and have the cookie re-sent with its new ``Max-Age``."""
+    score, and have the cookie re-sent with its new ``Max-Age``. ``stored``: the session's id
+    and the bytes the read found."""
     store._fresh = True
     if not record.idle:
         return
     if store._user and expiry.slide_reaches_index(record.until, record.idle, now, end):
-        yield from _touch_flow(store, sid, record.idle, now)
+        yield from _touch_flow(store, *stored, record.idle, now)
     if expiry.persistent(data, snapshot().expire_at_browser_close):
         # SessionMiddleware re-sends the cookie (with the new Max-Age) for a modified session
         # only: ``modified`` here means "re-send the cookie", not "the data changed". The save
@@ -146,15 +182,17 @@ def _after_slide(
         store.modified = True
 
 
-def _touch_flow(store: SessionStore, sid: str, age: int, now: float) -> Flow[None]:
+def _touch_flow(store: SessionStore, sid: str, blob: bytes, age: int, now: float) -> Flow[None]:
+    """Extend the TTL cap and index entry of the record ``blob`` that this store just read."""
     until = store._cap(expiry.index_until(now, age, snapshot().INDEX_HEADROOM), now)
     name = keys.session_name(sid)
+    tail, mac = codec.reseal(name, blob, snapshot().secret_key, until)
     replies = yield [
-        TOUCH.call(name, age * 1000, until.to_bytes(4, "big")),
+        TOUCH.call(name, age * 1000, store._version, tail),
         INDEX_ADD.call(keys.user_index_name(store._user or ""), sid, until, repr(now)),
     ]
     if replies[0]:
-        store._until = until
+        store._version, store._until = mac, until
 
 
 # Save: plan the index calls, pack the record, merge and back off ------------------------------
@@ -270,6 +308,7 @@ def write_flow(
     ours = data
     base: dict[str, Any] | None = None  # what we read, and what we changed it into:
     mine: dict[str, Any] = {}  # both decoded only if someone else wrote meanwhile
+    bounds = _Bounds(name)
     for attempt in range(expiry.SAVE_ATTEMPTS):
         ttl, idle, user, until, index_calls, limited = _plan(
             store, ours, now, sid, create, lifetime, limit
@@ -280,11 +319,16 @@ def write_flow(
             yield [*delete_calls(name, store._user), *extra]
             store._forget_record()
             return
+        bounds.attempt_started = monotonic()
         payload, blob, mac = _pack(store, name, ours, now, idle, until)
+        if attempt:
+            bounds.check_bytes(len(blob), attempt)
         if create:
             write = Call.command("SET", name, blob, "NX", "PX", ttl * 1000)
         else:
-            write = SAVE.call(name, store._version, blob, ttl * 1000)
+            # After a conflict, pause first, then read the record to merge with: read before
+            # the pause, it would be stale by the next try.
+            write = SAVE.call(name, store._version, blob, ttl * 1000, int(not attempt))
         replies = yield [write, *index_calls, *extra]
         reply = replies[0]
         extra = []
@@ -303,15 +347,60 @@ def write_flow(
             if ours is not data:
                 store._session_cache = ours
             return
+        bounds.moved += len(blob) + len(reply)  # ours sent, theirs (or its MAC) received
+        if attempt:
+            yield Pause(bounds.next_pause(attempt))
+            (reply,) = yield [Call.command("GET", name)]
+            if reply is None:  # gone while we paused: never brought back
+                store._forget_record()
+                raise UpdateError
+            bounds.moved += len(reply)
+        else:
+            bounds.next_pause(attempt)
         if base is None:
             base, mine = _as_serialized(store, data)
         ours = _merge_into(store, name, reply, base, mine)
-        if attempt:
-            # Conflicting again: a request that reads and saves in a tight loop would keep
-            # winning. A random, growing pause (full jitter) lets the others through.
-            yield Pause(random.uniform(0, expiry.backoff_limit(attempt)))
         now = time.time()
-    raise RedisStoreError(f"gave up saving {name} after {expiry.SAVE_ATTEMPTS} conflicting writes")
+    raise bounds.give_up(f"{expiry.SAVE_ATTEMPTS} conflicting writes", expiry.SAVE_ATTEMPTS)
+
+
+class _Bounds:
+    """What one save's conflict retries have spent, against ``REDISSTORE_SAVE_DEADLINE``
+    (seconds) and ``REDISSTORE_SAVE_BUDGET`` (bytes sent to Redis and received from it by
+    its refused attempts, plus the next attempt's record)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = self.attempt_started = monotonic()
+        self.moved = 0
+        settings = snapshot()
+        self.deadline, self.budget = settings.SAVE_DEADLINE, settings.SAVE_BUDGET
+
+    def check_bytes(self, size: int, attempt: int) -> None:
+        if self.moved + size > self.budget:
+            raise self.give_up(f"REDISSTORE_SAVE_BUDGET ({self.budget} bytes)", attempt)
+
+    def next_pause(self, attempt: int) -> float:
+        """The pause before retrying after conflicting attempt ``attempt``: none after the
+        first; then random, growing, and scaled to how long this attempt took. Conflicting
+        again means a request that reads and saves in a tight loop would keep winning: the
+        pause (full jitter) lets the others through."""
+        now = monotonic()
+        took = now - self.attempt_started  # pack, send, merge: what one attempt costs now
+        left = self.deadline - (now - self.started)
+        if left <= 0:
+            raise self.give_up(f"REDISSTORE_SAVE_DEADLINE ({self.deadline:g} s)", attempt + 1)
+        pause = random.uniform(0, expiry.backoff_limit(attempt, took)) if attempt else 0.0
+        return min(pause, left)
+
+    def give_up(self, bound: str, attempts: int) -> SaveConflict:
+        message = (
+            f"gave up saving {self.name} past {bound}: {attempts} conflicting writes in "
+            f"{monotonic() - self.started:.2f} s moved {self.moved} bytes through Redis; "
+            "nothing of this save was written"
+        )
+        logger.warning("%s", message)
+        return SaveConflict(message)
 
 
 def _end_beyond_limit(user: str | None, outcome: Any) -> Flow[None]:

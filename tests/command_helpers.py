@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 from django.core.management import call_command
 
-from django_redisstore import keys
+from django_redisstore import codec, keys
 from django_redisstore.session import SessionStore
 
 #: The command's tests run twice: without timeouts, and with both (the absolute timeout puts a
@@ -78,3 +81,26 @@ def name_of(session: SessionStore) -> str:
 
 def alive(session: SessionStore) -> bool:
     return SessionStore().exists(session.session_key)
+
+
+def set_header_time(client: redis.Redis, name: str, offset: int, seconds_ago: int) -> None:
+    """Rewrite a header time field (created: 2, saved: 6) as if written ``seconds_ago``, and
+    sign the record again (the MAC covers the header), as only the key holder could."""
+    blob = client.get(name)
+    assert isinstance(blob, bytes)
+    stamp = int(time.time() - seconds_ago).to_bytes(4, "big")
+    head = blob[:offset] + stamp + blob[offset + 4 : codec.MAC_OFFSET]
+    payload = blob[codec.HEADER_SIZE :]
+    mac = codec._sign(django_settings.SECRET_KEY, name, head, payload)
+    client.set(name, head + mac + payload, keepttl=True)
+
+
+def signed_record(
+    name: str, payload: bytes, flags: int = 0, secret: str | None = None, created: int = 1
+) -> bytes:
+    """A record for ``name`` with a valid MAC, whatever its payload: what only the key holder
+    can make."""
+    secret = django_settings.SECRET_KEY if secret is None else secret
+    head = codec.HEADER.pack(codec.VERSION, flags, created, 1, 0, 0, bytes(codec.MAC_SIZE))
+    head = head[: codec.MAC_OFFSET]
+    return head + codec._sign(secret, name, head, payload) + payload

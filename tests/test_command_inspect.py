@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
 import redis
@@ -19,6 +18,7 @@ from .command_helpers import (
     name_of,
     sessions,
     sessions_json,
+    set_header_time,
     timeouts,  # noqa: F401 (an autouse fixture: both timeouts)
 )
 
@@ -69,10 +69,7 @@ def test_summary_histograms_place_sessions_by_ttl_and_age(redis_client: redis.Re
     short = make_session()
     redis_client.pexpire(name_of(short), 600_000)  # 10 minutes left
     old = make_session()
-    blob = redis_client.get(name_of(old))
-    assert blob is not None
-    aged = blob[:2] + int(time.time() - 3 * 86400).to_bytes(4, "big") + blob[6:]
-    redis_client.set(name_of(old), aged, keepttl=True)
+    set_header_time(redis_client, name_of(old), 2, 3 * 86400)  # created 3 days ago
 
     summary = sessions_json("inspect")
 

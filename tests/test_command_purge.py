@@ -27,18 +27,11 @@ from .command_helpers import (
     name_of,
     sessions,
     sessions_json,
+    set_header_time,
     timeouts,  # noqa: F401 (an autouse fixture: both timeouts)
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def set_header_time(client: redis.Redis, name: str, offset: int, seconds_ago: int) -> None:
-    """Rewrite a header time field (created: 2, saved: 6) as if written ``seconds_ago``."""
-    blob = client.get(name)
-    assert blob is not None
-    stamp = int(time.time() - seconds_ago).to_bytes(4, "big")
-    client.set(name, blob[:offset] + stamp + blob[offset + 4 :], keepttl=True)
 
 
 def test_purge_all_ends_every_session_and_index_of_the_prefix_only(
@@ -328,14 +321,15 @@ def test_no_session_created_during_purge_all_is_left_out_of_its_index(
 
 def plant_foreign_keys(client: redis.Redis, prefix: str) -> dict[str, bytes | list[bytes]]:
     """Keys under the engine's patterns that are not its records or indexes."""
+    forged = bytes((codec.VERSION,)) + b"\x00" * 40  # a record's format, a bad MAC
     client.rpush(f"{prefix}:s:alist", b"a", b"b")
     client.set(f"{prefix}:s:short", b"not a record")
-    client.set(f"{prefix}:s:forged", b"\x01" + b"\x00" * 40)  # a record's format, a bad MAC
+    client.set(f"{prefix}:s:forged", forged)
     client.set(f"{prefix}:u:7", b"a string where an index goes")
     return {
         f"{prefix}:s:alist": [b"a", b"b"],
         f"{prefix}:s:short": b"not a record",
-        f"{prefix}:s:forged": b"\x01" + b"\x00" * 40,
+        f"{prefix}:s:forged": forged,
         f"{prefix}:u:7": b"a string where an index goes",
     }
 

@@ -7,7 +7,10 @@ Redis refuses, not simulated ones. ``merge.merge`` is also checked on its own, a
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +23,9 @@ from django.urls import path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from django_redisstore import clients, keys, merge
+from django_redisstore import clients, flows, keys, merge, scripts, storage
+from django_redisstore.exceptions import SaveConflict
+from django_redisstore.flows import Call, Flow, Pause
 from django_redisstore.session import SessionStore
 
 from .command_helpers import saved_key
@@ -592,6 +597,188 @@ def test_reads_racing_the_move_after_key_rotation_never_see_an_empty_session(
             assert session.session_key == session_key
 
         run_threads(THREADS, request, barrier)
+
+
+class _Stepper:
+    """A flow driven by hand, batch by batch: a test runs other requests between two batches."""
+
+    def __init__(self, flow: Flow[Any]) -> None:
+        self.flow = flow
+        self.step: list[Call] | Pause = next(flow)
+        self.done = False
+        self.result: Any = None
+
+    def run(self, stop: Callable[[list[Call] | Pause], bool] = lambda step: False) -> None:
+        """Send the flow's batches (pauses skipped) until it ends, or ``stop`` says "before
+        this step"."""
+        while not self.done and not stop(self.step):
+            self.advance()
+
+    def advance(self) -> None:
+        """Send the flow's current step (a pause is skipped, not slept)."""
+        client = clients.get_client()
+        try:
+            replies = [] if isinstance(self.step, Pause) else flows.execute(client, self.step)
+            self.step = self.flow.send(replies)
+        except StopIteration as end:
+            self.done, self.result = True, end.value
+
+
+def _writes(step: list[Call] | Pause) -> bool:
+    return isinstance(step, list) and any(call.args[0] != "GET" for call in step)
+
+
+def _rotated_session(settings: Any, **data: Any) -> tuple[str, str, str]:
+    """A session saved under an old secret, the secret then rotated: its key, old and new name."""
+    settings.SECRET_KEY = "the-old-secret-key-of-this-site"
+    session_key = saved_key(**data)
+    old_name = keys.session_name(keys.session_id(session_key))
+    settings.SECRET_KEY = "the-new-secret-key-of-this-site"
+    settings.SECRET_KEY_FALLBACKS = ["the-old-secret-key-of-this-site"]
+    return session_key, old_name, keys.session_name(keys.session_id(session_key))
+
+
+def _claimed(session_key: str) -> _Stepper:
+    """A request's read of a rotated session, stopped after it claimed the old record for the
+    move and before it writes today's name."""
+    mover = _Stepper(storage.load_flow(SessionStore(session_key)))
+    mover.run(stop=lambda step: _writes(step) and step[0].args[0] != "EVALSHA")
+    return mover
+
+
+def test_a_logout_after_a_parallel_move_is_not_undone_by_the_request_that_read_first(
+    settings: Any, redis_client: redis.Redis
+) -> None:
+    # Request A reads the record under the fallback secret's name and is about to move it;
+    # request B moves it and logs out; A must not write the session back under today's name.
+    data = _login_data(5, "backend.B", "hash-5")
+    session_key, old_name, new_name = _rotated_session(settings, **data)
+    a = SessionStore(session_key)
+    mover = _Stepper(storage.load_flow(a))
+    mover.run(stop=_writes)  # A has read the old record; its next batch would write
+    assert not mover.done
+
+    b = SessionStore(session_key)
+    assert b.load() == data  # B moves it under today's name...
+    assert redis_client.exists(new_name) == 1
+    b.flush()  # ... and logs out
+    assert redis_client.exists(new_name) == 0
+
+    mover.run()  # A goes on
+    assert mover.done
+    assert mover.result == {}  # A sees the session ended, as a request after the logout does
+    assert a.session_key is None
+    assert redis_client.exists(new_name) == 0
+    assert redis_client.exists(old_name) == 0
+    assert redis_client.exists(keys.user_index_name("5")) == 0
+    assert SessionStore(session_key).load() == {}
+
+
+def test_a_read_during_a_parallel_move_waits_for_it_and_finds_the_session(
+    settings: Any, redis_client: redis.Redis
+) -> None:
+    # Between the move's claim of the old name and its write of today's name, neither name
+    # holds a record: a reader there sees the claim's marker and reads again.
+    session_key, old_name, new_name = _rotated_session(settings, a=1)
+    mover = _claimed(session_key)
+    assert redis_client.get(old_name) == storage.MOVING  # claimed, today's name not written
+    assert redis_client.exists(new_name) == 0
+
+    reader_store = SessionStore(session_key)
+    reader = _Stepper(storage.load_flow(reader_store))
+    reader.run(stop=lambda step: isinstance(step, Pause))  # it found the marker: it waits
+    assert not reader.done
+
+    mover.run()
+    assert mover.result == {"a": 1}
+    reader.run()
+    assert reader.result == {"a": 1}
+    assert reader_store.session_key == session_key
+    assert redis_client.exists(old_name) == 0
+    assert redis_client.exists(new_name) == 1
+
+
+def test_a_move_abandoned_after_its_claim_loses_the_session_and_brings_nothing_back(
+    settings: Any, redis_client: redis.Redis
+) -> None:
+    # A process that dies between the claim and its write: the session is lost (the user signs
+    # in again), never half-restored; the marker expires on its own.
+    session_key, old_name, new_name = _rotated_session(settings, a=1)
+    mover = _claimed(session_key)
+    mover.flow.close()
+    assert 0 < redis_client.pttl(old_name) <= 10_000
+    reader = SessionStore(session_key)
+    assert reader.load() == {}
+    assert reader.session_key is None
+    assert redis_client.exists(new_name) == 0
+
+
+# Conflict retries are bounded -----------------------------------------------------------------
+
+
+def _saves(step: list[Call] | Pause) -> bool:
+    return isinstance(step, list) and any(call.script is scripts.SAVE for call in step)
+
+
+def _save_against_rivals(session_key: str, rivals: int) -> tuple[_Stepper, SessionStore]:
+    """A store's save of ``mine``, while another request saves before each of its first
+    ``rivals`` tries: every one of those tries conflicts."""
+    store = _loaded(session_key)
+    store["mine"] = 1
+    saver = _Stepper(storage.save_flow(store, store._session, False))
+    for n in range(rivals):
+        saver.run(stop=_saves)
+        rival = _loaded(session_key)
+        rival[f"rival{n}"] = n
+        rival.save()
+        saver.advance()
+    saver.run()
+    return saver, store
+
+
+def test_a_save_that_conflicts_a_few_times_merges_and_lands() -> None:
+    session_key = saved_key(a=1)
+    saver, _ = _save_against_rivals(session_key, 3)  # the later tries pause, then read again
+    assert saver.done
+    assert SessionStore(session_key).load() == {
+        "a": 1,
+        "mine": 1,
+        "rival0": 0,
+        "rival1": 1,
+        "rival2": 2,
+    }
+
+
+def test_a_save_gives_up_past_its_byte_budget_and_writes_nothing(
+    settings: Any, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    session_key = saved_key(text=secrets.token_urlsafe(30_000))
+    record = redis_client.strlen(keys.session_name(keys.session_id(session_key)))
+    # The first refused try moves ours and theirs (2 records), the second ours, a MAC and
+    # theirs read after the pause (2 more): a third would pass 4.5 records.
+    settings.REDISSTORE_SAVE_BUDGET = 9 * record // 2
+    with (
+        caplog.at_level(logging.WARNING, logger="django_redisstore"),
+        pytest.raises(SaveConflict, match=r"REDISSTORE_SAVE_BUDGET.*: 2 conflicting writes"),
+    ):
+        _save_against_rivals(session_key, 64)
+    final = SessionStore(session_key).load()
+    assert "mine" not in final and final["rival1"] == 1 and "rival2" not in final
+    assert any("gave up saving" in r.getMessage() for r in caplog.records)
+
+
+def test_a_save_gives_up_past_its_deadline_and_writes_nothing(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.REDISSTORE_SAVE_DEADLINE = 1e-6  # over by the first conflict's reply
+    session_key = saved_key(a=1)
+    with (
+        caplog.at_level(logging.WARNING, logger="django_redisstore"),
+        pytest.raises(SaveConflict, match=r"REDISSTORE_SAVE_DEADLINE.*: 1 conflicting write"),
+    ):
+        _save_against_rivals(session_key, 64)
+    assert SessionStore(session_key).load() == {"a": 1, "rival0": 0}
+    assert any("gave up saving" in r.getMessage() for r in caplog.records)
 
 
 _json_values = st.one_of(

@@ -152,6 +152,12 @@ def test_nothing_is_checked_when_the_engine_is_not_in_use(
         ("MAX_SIZE", None, []),
         ("MAX_SIZE", 0, ["django_redisstore.E011"]),
         ("MAX_SIZE", 4096, []),
+        ("SAVE_DEADLINE", 0.5, []),
+        ("SAVE_DEADLINE", 0, ["django_redisstore.E012"]),
+        ("SAVE_DEADLINE", "5", ["django_redisstore.E012"]),
+        ("SAVE_BUDGET", 1 << 20, []),
+        ("SAVE_BUDGET", 1.5e6, ["django_redisstore.E012"]),
+        ("SAVE_BUDGET", -1, ["django_redisstore.E012"]),
     ],
 )
 def test_reliability_settings_are_checked(

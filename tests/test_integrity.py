@@ -10,6 +10,8 @@ import json
 import logging
 import pickle
 import threading
+import time
+import types
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,8 +22,10 @@ from django.conf import settings as django_settings
 from django.contrib.sessions.serializers import JSONSerializer
 from django.test import Client
 
-from django_redisstore import codec, compression, keys
+from django_redisstore import codec, compression, keys, scripts, storage
 from django_redisstore.session import SessionStore
+
+from .command_helpers import signed_record as _signed
 
 SECURITY_LOGGER = "django.security.SuspiciousSession"
 
@@ -40,14 +44,6 @@ def _name(session_key: str | None) -> str:
 
 def _flip(blob: bytes, offset: int) -> bytes:
     return blob[:offset] + bytes([blob[offset] ^ 0x01]) + blob[offset + 1 :]
-
-
-def _signed(name: str, payload: bytes, flags: int = 0, secret: str | None = None) -> bytes:
-    """A record for ``name`` with a valid MAC, whatever its payload: what only the key holder
-    can make."""
-    secret = django_settings.SECRET_KEY if secret is None else secret
-    mac = codec._sign(secret, name, bytes((codec.VERSION, flags)), payload)
-    return codec.HEADER.pack(codec.VERSION, flags, 1, 1, 0, 0, mac) + payload
 
 
 # Each tampering turns a good record (and its Redis key) into the bytes to store instead.
@@ -127,6 +123,118 @@ def test_a_tampered_record_through_the_middleware_is_no_500(
     new_key = response.cookies[settings.SESSION_COOKIE_NAME].value
     assert new_key != session.session_key  # the tampered key is not adopted
     assert len(_security_warnings(security_log)) >= 1
+
+
+def _every_bit_flipped(blob: bytes) -> Iterator[tuple[int, int, bytes]]:
+    for offset in range(len(blob)):
+        for bit in range(8):
+            flipped = bytes([blob[offset] ^ 1 << bit])
+            yield offset, bit, blob[:offset] + flipped + blob[offset + 1 :]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param({"user": "alice", "role": "admin"}, id="small"),
+        pytest.param({"text": "the same words again and again " * 300}, id="compressed"),
+    ],
+)
+def test_flipping_any_bit_of_a_stored_record_makes_it_rejected(
+    data: dict[str, Any],
+    settings: Any,
+    redis_client: redis.Redis,
+    security_log: pytest.LogCaptureFixture,
+) -> None:
+    # Header (version, flags, created, saved, idle, until), MAC and payload: every bit counts.
+    settings.REDISSTORE_IDLE_TIMEOUT = 600  # idle and until are set, and reads slide
+    settings.REDISSTORE_ABSOLUTE_TIMEOUT = 3600
+    session = _saved(_auth_user_id="7", **data)
+    name = _name(session.session_key)
+    blob = redis_client.get(name)
+    assert isinstance(blob, bytes)
+    header = codec.header_of(blob)
+    assert header.created and header.saved and header.idle and header.until
+    compressed = bool(blob[1] & compression.FLAG_ZSTD)
+    assert compressed == ("text" in data)
+    flips = 0
+    for offset, bit, tampered in _every_bit_flipped(blob):
+        redis_client.set(name, tampered, keepttl=True)
+        reader = SessionStore(session.session_key)
+        assert reader.load() == {}, (offset, bit)
+        assert reader.session_key is None
+        flips += 1
+        assert len(_security_warnings(security_log)) == flips, (offset, bit)
+    assert flips == len(blob) * 8
+    redis_client.set(name, blob, keepttl=True)  # the untouched record still reads
+    assert SessionStore(session.session_key).load() == {"_auth_user_id": "7", **data}
+
+
+def test_a_record_whose_creation_time_was_moved_ahead_is_rejected(
+    settings: Any, redis_client: redis.Redis, security_log: pytest.LogCaptureFixture
+) -> None:
+    # The attack the MAC over the header stops: escape the absolute timeout by moving
+    # ``created`` a year ahead and dropping the TTL.
+    settings.REDISSTORE_ABSOLUTE_TIMEOUT = 3600
+    session = _saved(_auth_user_id="7")
+    name = _name(session.session_key)
+    blob = redis_client.get(name)
+    assert isinstance(blob, bytes)
+    created = int.from_bytes(blob[2:6], "big") + 365 * 86400
+    redis_client.set(name, blob[:2] + created.to_bytes(4, "big") + blob[6:])
+    assert redis_client.ttl(name) == -1
+    assert SessionStore(session.session_key).load() == {}
+    assert len(_security_warnings(security_log)) == 1
+
+
+def _read_later(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Have the engine's flows see a clock ``seconds`` ahead (Redis's TTLs stay real)."""
+    later = time.time() + seconds
+    monkeypatch.setattr(storage, "time", types.SimpleNamespace(time=lambda: later))
+
+
+def test_extending_until_on_a_sliding_read_keeps_the_record_valid(
+    settings: Any,
+    redis_client: redis.Redis,
+    security_log: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The one in-place header write (TOUCH: a slide that passed the index entry's score) sends
+    # the MAC of the new ``until`` with it: the record still verifies, and a save of the same
+    # request is not taken for a conflict.
+    settings.REDISSTORE_IDLE_TIMEOUT = 600
+    session = _saved(_auth_user_id="7", n=1)
+    name = _name(session.session_key)
+    before = codec.header_of(redis_client.get(name) or b"")
+    _read_later(monkeypatch, 700)  # the index entry's score is now less than idle away
+    reader = SessionStore(session.session_key)
+    assert reader.load() == {"_auth_user_id": "7", "n": 1}
+    after = codec.header_of(redis_client.get(name) or b"")
+    assert after.until > before.until and after.mac != before.mac
+    reader["n"] = 2
+    reader.save()
+    assert codec.header_of(redis_client.get(name) or b"").mac == reader._version
+    assert SessionStore(session.session_key).load() == {"_auth_user_id": "7", "n": 2}
+    assert not _security_warnings(security_log)
+
+
+def test_extending_until_leaves_a_record_written_meanwhile_alone(
+    redis_client: redis.Redis, security_log: pytest.LogCaptureFixture
+) -> None:
+    # TOUCH is conditional on the version read: its MAC is valid for that version only.
+    session = _saved(_auth_user_id="7", n=1)
+    name = _name(session.session_key)
+    blob = redis_client.get(name)
+    assert isinstance(blob, bytes)
+    writer = SessionStore(session.session_key)
+    writer["n"] = 2
+    writer.save()
+    written = redis_client.get(name)
+    tail, _ = codec.reseal(name, blob, django_settings.SECRET_KEY, time.time() + 9999)
+    touch = scripts.TOUCH.call(name, 600_000, codec.version_of(blob), tail)
+    assert redis_client.execute_command(*touch.as_eval()) == 0
+    assert redis_client.get(name) == written
+    assert SessionStore(session.session_key).load() == {"_auth_user_id": "7", "n": 2}
+    assert not _security_warnings(security_log)
 
 
 def test_a_valid_record_copied_under_another_sessions_key_does_not_verify(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import redis
-from django.contrib.auth import SESSION_KEY, alogin, login
+from django.contrib.auth import SESSION_KEY, login
 from django.contrib.auth.models import AnonymousUser, User, update_last_login
 from django.contrib.auth.signals import user_logged_in
 from django.contrib.auth.views import LoginView
@@ -245,6 +245,8 @@ def test_a_save_that_files_a_session_under_its_user_is_refused_too() -> None:
 @pytest.mark.needs_django((5, 0), "django.contrib.auth.alogin()")
 @pytest.mark.usefixtures("refuse")
 async def test_refuse_makes_alogin_raise_too() -> None:
+    from django.contrib.auth import alogin  # new in Django 5.0
+
     for _ in range(2):
         request = HttpRequest()
         request.session = SessionStore()

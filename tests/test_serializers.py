@@ -27,6 +27,8 @@ from hypothesis import strategies as st
 from django_redisstore import codec, compression, keys, serializers
 from django_redisstore.session import SessionStore
 
+from .command_helpers import signed_record
+
 
 class Text(str):
     pass
@@ -294,10 +296,7 @@ def test_a_record_written_by_zlib_and_json_before_still_reads(
     name = keys.session_name(keys.session_id(session.session_key))
     # What the engine wrote before orjson and zstd: JSONSerializer's bytes, raw deflate.
     payload = codec.compress(JSONSerializer().dumps(data))
-    flags = bytes((codec.VERSION, codec.FLAG_ZLIB))
-    mac = codec._sign(settings.SECRET_KEY, name, flags, payload)
-    blob = codec.HEADER.pack(codec.VERSION, codec.FLAG_ZLIB, 1, 1, 0, 0, mac) + payload
-    redis_client.set(name, blob, keepttl=True)
+    redis_client.set(name, signed_record(name, payload, codec.FLAG_ZLIB), keepttl=True)
     assert _same(
         SessionStore(session.session_key).load(),
         JSONSerializer().loads(JSONSerializer().dumps(data)),
@@ -350,8 +349,5 @@ def test_a_signed_broken_zstd_record_reads_as_an_empty_session(
     assert session.session_key is not None
     name = keys.session_name(keys.session_id(session.session_key))
     payload = compression.compress(b'{"n":2}\n' * 40)[:-5]
-    flags = bytes((codec.VERSION, compression.FLAG_ZSTD))
-    mac = codec._sign(settings.SECRET_KEY, name, flags, payload)
-    blob = codec.HEADER.pack(codec.VERSION, compression.FLAG_ZSTD, 1, 1, 0, 0, mac) + payload
-    redis_client.set(name, blob, keepttl=True)
+    redis_client.set(name, signed_record(name, payload, compression.FLAG_ZSTD), keepttl=True)
     assert SessionStore(session.session_key).load() == {}
