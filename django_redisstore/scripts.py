@@ -31,6 +31,20 @@ return blob
     ttl_only=True,
 )
 
+#: Create a session's record unless its key is taken (``SET NX PX``), idempotently: a create
+#: that redis-py re-sends after a connection broke on its way back finds its own record (the
+#: same MAC) and succeeds, instead of taking the key for someone else's and trying another.
+#: ARGV: the record, TTL in ms. Returns 1 when it wrote the record, 2 when the very same record
+#: was there already, nil when the key holds another one.
+CREATE = Script(
+    "create",
+    """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GETRANGE', KEYS[1], 18, 33) == string.sub(ARGV[1], 19, 34) then return 2 end
+return false
+""",
+)
+
 #: Replace a session's record if it is still the version the caller read (compared by MAC).
 #: ARGV: expected MAC, new record, TTL in ms, and "1" to have the current record returned on a
 #: conflict (else only its MAC). Returns 1 when written, 0 when the session is gone (deleted or
@@ -199,4 +213,4 @@ return {#doomed, skipped, listed, records}
 """,
 )
 
-ALL = (LOAD_SLIDING, SAVE, CLAIM, TOUCH, INDEX_ADD, INDEX_READ, DELETE_IF_UNCHANGED, PURGE)
+ALL = (LOAD_SLIDING, CREATE, SAVE, CLAIM, TOUCH, INDEX_ADD, INDEX_READ, DELETE_IF_UNCHANGED, PURGE)

@@ -26,7 +26,7 @@ from . import codec, expiry, keys, merge, signals
 from .conf import get as snapshot
 from .exceptions import RedisStoreError, SaveConflict, SessionTooLarge, TooManySessions
 from .flows import Announce, Call, Flow, Pause
-from .scripts import CLAIM, INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH
+from .scripts import CLAIM, CREATE, INDEX_ADD, LOAD_SLIDING, SAVE, TOUCH
 
 if TYPE_CHECKING:
     from .session import SessionStore
@@ -290,6 +290,7 @@ def write_flow(
     retire: tuple[str, str | None] | None = None,
     lifetime: int | None = None,
     limit: bool = True,
+    exclusive: bool = False,
 ) -> Flow[None]:
     """Write ``data``: a new record (``create``) or a conditional save of the one read.
 
@@ -298,7 +299,9 @@ def write_flow(
     session imported from another engine keeps the time it had left there. On a conflicting
     save, merge and retry; a record that is gone is never brought back. ``limit=False`` files a
     signed-in session without counting it against ``REDISSTORE_MAX_SESSIONS_PER_USER`` (an
-    import is no sign-in).
+    import is no sign-in). A create that finds its very record already there (redis-py re-sent
+    it after a connection broke) has succeeded, unless ``exclusive``: an import run twice in
+    one second writes the same bytes, and the second must count the session as already there.
     """
     session_key = store.session_key
     assert session_key is not None
@@ -324,7 +327,7 @@ def write_flow(
         if attempt:
             bounds.check_bytes(len(blob), attempt)
         if create:
-            write = Call.command("SET", name, blob, "NX", "PX", ttl * 1000)
+            write = CREATE.call(name, blob, ttl * 1000)
         else:
             # After a conflict, pause first, then read the record to merge with: read before
             # the pause, it would be stale by the next try.
@@ -340,7 +343,7 @@ def write_flow(
             yield from _refused(store, data, name, user, index_calls[-1])
         elif limited:
             yield from _end_beyond_limit(user, replies[len(index_calls)])
-        if _accepted(store, reply, create):
+        if _accepted(store, reply, create, exclusive):
             store._version, store._base = mac, payload
             store._user, store._until = user, until
             store._created = store._created or now
@@ -444,13 +447,13 @@ def _refused(
     )
 
 
-def _accepted(store: SessionStore, reply: Any, create: bool) -> bool:
+def _accepted(store: SessionStore, reply: Any, create: bool, exclusive: bool = False) -> bool:
     """Whether the write went through (False: someone else wrote; ``reply`` is their record).
 
     Raises ``CreateError`` when the key of a new session is taken, ``UpdateError`` when the
     session to save is gone.
     """
-    if create and reply is None:
+    if create and (reply is None or (exclusive and reply == 2)):
         raise CreateError
     if not create and reply == 0:
         store._forget_record()
@@ -511,7 +514,7 @@ def import_flow(store: SessionStore, data: dict[str, Any], lifetime: int | None)
     unless a session already lives there: False then (``sessions import`` is idempotent)."""
     try:
         yield from write_flow(
-            store, data, time.time(), create=True, lifetime=lifetime, limit=False
+            store, data, time.time(), create=True, lifetime=lifetime, limit=False, exclusive=True
         )
     except CreateError:
         return False

@@ -642,7 +642,7 @@ def _claimed(session_key: str) -> _Stepper:
     """A request's read of a rotated session, stopped after it claimed the old record for the
     move and before it writes today's name."""
     mover = _Stepper(storage.load_flow(SessionStore(session_key)))
-    mover.run(stop=lambda step: _writes(step) and step[0].args[0] != "EVALSHA")
+    mover.run(stop=lambda step: _writes(step) and step[0].script is not scripts.CLAIM)
     return mover
 
 

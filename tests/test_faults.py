@@ -27,6 +27,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import Client
 
+from django_redisstore import clients, flows, storage
 from django_redisstore.exceptions import ConnectionInterrupted
 from django_redisstore.session import SessionStore
 
@@ -440,3 +441,25 @@ def test_a_read_only_replica_is_an_outage_not_a_crash(durable: RedisServer, sett
             session.save()
     finally:
         replica.stop()
+
+
+def test_a_create_that_redis_py_sends_again_after_a_cut_is_one_session(
+    redis_client: Any, redisstore: str
+) -> None:
+    # A connection cut after Redis ran the creating write but before its reply arrived: redis-py
+    # sends the same batch again (REDISSTORE_RETRIES). The second send finds the very record the
+    # first wrote: the create succeeded, once, under the first key (it used to fail as a taken
+    # key, and three such cuts in a row ended the request with "no unused session key").
+    store = SessionStore()
+    store["cart"] = [1]
+    flow = storage.create_flow(store, {"cart": [1]}, retire=None)
+    batch = next(flow)
+    assert isinstance(batch, list)
+    flows.execute(clients.get_client(), batch)  # ran, its reply lost with the connection
+    again = flows.execute(clients.get_client(), batch)  # the re-send
+    with pytest.raises(StopIteration):
+        flow.send(again)
+    assert again[0] == 2  # the very record was there already
+    names = list(redis_client.scan_iter(f"{redisstore}:s:*"))
+    assert len(names) == 1
+    assert SessionStore(store.session_key).load() == {"cart": [1]}
