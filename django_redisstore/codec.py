@@ -75,11 +75,9 @@ class Record(NamedTuple):
 
 
 def _sign(secret: str, name: str, version_and_flags: bytes, payload: bytes) -> bytes:
-    # HMAC-SHA256 over version, flags, key name, NUL, payload: the same bytes as one
-    # ``hmac.digest`` of the concatenation, fed to a copy of an HMAC already keyed.
-    mac = keys.mac_hmac(secret).copy()
-    mac.update(b"".join((version_and_flags, name.encode(), b"\0", payload)))
-    return mac.digest()[:MAC_SIZE]
+    # HMAC-SHA256 over version, flags, key name, NUL, payload.
+    message = b"".join((version_and_flags, name.encode(), b"\0", payload))
+    return keys.sign(secret, message)[:MAC_SIZE]
 
 
 def _clamp(value: float) -> int:
