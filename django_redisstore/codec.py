@@ -83,15 +83,17 @@ class Record(NamedTuple):
 
 
 def _sign(secret: str, name: str, head: bytes, payload: bytes) -> bytes:
-    # HMAC-SHA256 over the header's first 18 bytes (fixed size), key name, NUL, payload: the
-    # same bytes as one ``hmac.digest`` of the concatenation, fed to a copy of a keyed HMAC.
-    mac = keys.mac_hmac(secret).copy()
-    mac.update(b"".join((head, name.encode(), b"\0", payload)))
-    return mac.digest()[:MAC_SIZE]
+    # HMAC-SHA256 over the header's first 18 bytes (fixed size), key name, NUL, payload.
+    message = b"".join((head, name.encode(), b"\0", payload))
+    return keys.sign(secret, message)[:MAC_SIZE]
 
 
 def _clamp(value: float) -> int:
-    return max(0, min(_U32_MAX, int(value)))
+    # Comparisons, not max(0, min(...)): the builtins' calls cost twice the rest (four per save).
+    value = int(value)
+    if 0 <= value <= _U32_MAX:
+        return value
+    return 0 if value < 0 else _U32_MAX
 
 
 def compress(payload: bytes) -> bytes:

@@ -59,13 +59,23 @@ class Script:
         return Call(("EVALSHA", self.sha, 1, key, *args), self)
 
 
-@dataclass(frozen=True)
 class Call:
     """One command for ``execute_command``; ``script`` is set for ``EVALSHA`` calls, so that the
-    executor can fall back to ``EVAL`` where the server does not know the script yet."""
+    executor can fall back to ``EVAL`` where the server does not know the script yet.
 
-    args: tuple[Any, ...]
-    script: Script | None = None
+    A plain class with slots, not a frozen dataclass: every read and save makes one or two, and
+    a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) costs twice as much.
+    Treat it as immutable all the same.
+    """
+
+    __slots__ = ("args", "script")
+
+    def __init__(self, args: tuple[Any, ...], script: Script | None = None) -> None:
+        self.args = args
+        self.script = script
+
+    def __repr__(self) -> str:
+        return f"Call({self.args!r}, {self.script.name if self.script else None})"
 
     @classmethod
     def command(cls, *args: Any) -> Call:
