@@ -40,6 +40,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from django.contrib.auth import SESSION_KEY
 from django.core.signing import JSONSerializer
 
 from . import compression, keys, serializers
@@ -213,6 +214,12 @@ def encode_payload(data: dict[str, Any], serializer: Any) -> bytes:
         return serializers.dumps(data)
     payload = serializer().dumps(data)
     return payload.encode() if isinstance(payload, str) else payload
+
+
+def user_of(data: dict[str, Any]) -> str | None:
+    """The id of the user signed in to a session's data (Django's ``SESSION_KEY``), or None."""
+    user = data.get(SESSION_KEY)
+    return None if user is None else str(user)
 
 
 def decode_payload(payload: bytes, serializer: Any) -> dict[str, Any]:

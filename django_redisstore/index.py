@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from django.contrib.auth import SESSION_KEY
-
 from . import codec, keys, signals
 from .clients import get_async_client, get_client
 from .conf import conf
@@ -77,10 +75,9 @@ def session_info(
     A key without a TTL (``PTTL`` -1: the engine never writes one, but someone may have run
     ``PERSIST``) is still a live session: its ``ttl`` is -1 and ``expires_at`` the end of time.
     """
-    user = data.get(SESSION_KEY)
     return SessionInfo(
         id=sid,
-        user_id=None if user is None else str(user),
+        user_id=codec.user_of(data),
         created=utc(record.created),
         saved=utc(record.saved),
         size=record.size,

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from django.contrib.auth import SESSION_KEY
 from redis.exceptions import ResponseError
 
 from . import codec, keys, signals
@@ -149,17 +148,12 @@ def _walk(
                 header = codec.Header(
                     record.created, record.saved, record.idle, record.until, record.mac
                 )
-                batch.append(Seen(name, header, pttl, _user_of(data)))
+                batch.append(Seen(name, header, pttl, codec.user_of(data)))
             if memory is not None:
                 memory += [m for m in replies[end:] if isinstance(m, int)]
         yield node, batch, skipped
         if progress is not None:
             progress(done, seen)
-
-
-def _user_of(data: dict[str, Any]) -> str | None:
-    user = data.get(SESSION_KEY)
-    return None if user is None else str(user)
 
 
 def _wrong_type(node: Any, reply: Any) -> bool:
@@ -362,8 +356,7 @@ def _owner(name: str, blob: bytes) -> str | None:
         _, data = decode(name, blob)
     except codec.InvalidRecord:
         return None
-    user = data.get(SESSION_KEY)
-    return None if user is None else str(user)
+    return codec.user_of(data)
 
 
 #: ``ZPOPMIN`` count that empties any index in one call.

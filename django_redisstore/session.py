@@ -112,7 +112,7 @@ class SessionStore(SessionBase):
         self._version = record.mac
         self._base = record.payload
         self._created = record.created
-        self._user = storage.user_of(data)
+        self._user = codec.user_of(data)
         self._until = record.until
 
     # Keys ------------------------------------------------------------------------------------

@@ -51,12 +51,6 @@ _MOVE_WAITS = tuple(0.001 * 2**n for n in range(10))
 Found = tuple[codec.Record, dict[str, Any]]
 
 
-def user_of(data: dict[str, Any]) -> str | None:
-    """The id of the user signed in to a session (Django's ``SESSION_KEY``), or None."""
-    user = data.get(SESSION_KEY)
-    return None if user is None else str(user)
-
-
 # Load: fetch, rotation, deadline, slide --------------------------------------------------------
 
 
@@ -229,7 +223,7 @@ def _plan(
     expires = data.get("_session_expiry")
     age = store.get_expiry_age(expiry=expires)
     ttl = age if lifetime is None else lifetime
-    user = user_of(data)
+    user = codec.user_of(data)
     calls: list[Call] = []
     if store._user and store._user != user and not create:
         calls.append(Call.command("ZREM", keys.user_index_name(store._user), sid))
@@ -560,7 +554,7 @@ def delete_flow(store: SessionStore, session_key: str | None) -> Flow[None]:
 def _user_in(store: SessionStore, name: str, blob: bytes) -> str | None:
     """The user a stored record belongs to, or None (anonymous, or not a valid record)."""
     try:
-        return user_of(codec.read(name, blob, snapshot().secret_key, store.serializer)[1])
+        return codec.user_of(codec.read(name, blob, snapshot().secret_key, store.serializer)[1])
     except codec.InvalidRecord:
         return None
 

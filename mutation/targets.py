@@ -29,7 +29,6 @@ TARGETS: list[dict[str, list[str] | str]] = [
         # they keep.
         "module": "django_redisstore/storage.py",
         "functions": [
-            "user_of",
             "save_flow",
             "_plan",
             "_pack",
