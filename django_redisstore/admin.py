@@ -145,8 +145,16 @@ class UserSessionsAdminMixin(_Base):
 
     # The changelist action ----------------------------------------------------------------------
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions: dict[str, Any] = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
+        # Django 6.1 passes where the actions are for (the change list or, new there, the change
+        # form) and deprecates overrides without the parameter; older versions call with the
+        # request alone. "Sign out everywhere" is a change-list action.
+        if action_location is None:
+            actions: dict[str, Any] = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg]
+            if getattr(action_location, "value", None) != "CHANGE_LIST":
+                return actions
         if self.actions is not None and self.has_change_permission(request):
             action = self.get_action(ACTION_NAME)
             if action is not None:
