@@ -107,13 +107,16 @@ def test_with_a_redis_already_running_the_demo_warns_that_it_writes_into_it(
     tmp_path: Path, demo_run: list[subprocess.Popen[str]], redis_server_url: str
 ) -> None:
     url = redis_server_url.rsplit("/", 1)[0] + "/7"
-    process, _ = start_demo(demo_env(tmp_path, url), demo_run)
+    process, port = start_demo(demo_env(tmp_path, url), demo_run)
     lines = Lines(process)
     banner = "\n".join(lines.until("Stop     Ctrl-C"))
     where = url.split("/")[2]
     assert f"Redis    {where}, db 7, keys rsdemo" in banner
     assert "WARNING: this Redis was already running: the demo writes into db 7 of it" in banner
     assert children(process.pid, "redis-server") == []
+    # Ctrl-C once the site answers, as its user would (not while runserver is still starting).
+    login = f"http://127.0.0.1:{port}/accounts/login/"
+    assert wait_until(lambda: status_of(login), 60, "the sign-in page") == 200
     process.send_signal(signal.SIGINT)
     assert process.wait(30) == 0
 
